@@ -1,0 +1,147 @@
+"""Configuration read from the environment, validated at start-up.
+
+The names are fixed by API.md. `load_config()` picks the class from APP_ENV
+(development, testing, production; development when unset).
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable, never its value."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Let plain postgres:// URLs use psycopg 3, the driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    TESTING = False
+    DEBUG = False
+    DEFAULT_STRIPE_SECRET_KEY: str | None = None
+    DEFAULT_STRIPE_WEBHOOK_SECRET: str | None = None
+    DEFAULT_SECRET_KEY: str | None = None
+
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    API_TITLE = "Marketplace payments API"
+    API_VERSION = "1.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+
+    # werkzeug's scrypt: memory-hard and slow on purpose.
+    PASSWORD_HASH_METHOD = "scrypt:32768:8:1"
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        env = os.environ if environ is None else environ
+        self.SECRET_KEY = env.get("SECRET_KEY") or self.DEFAULT_SECRET_KEY
+        db_url = env.get("DATABASE_URL")
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(db_url) if db_url else None
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.STRIPE_SECRET_KEY = env.get("STRIPE_SECRET_KEY") or self.DEFAULT_STRIPE_SECRET_KEY
+        self.STRIPE_WEBHOOK_SECRET = (
+            env.get("STRIPE_WEBHOOK_SECRET") or self.DEFAULT_STRIPE_WEBHOOK_SECRET
+        )
+        self.STRIPE_CONNECT_WEBHOOK_SECRET = env.get("STRIPE_CONNECT_WEBHOOK_SECRET") or None
+        self.STRIPE_API_BASE = env.get("STRIPE_API_BASE") or None
+        self.STRIPE_MAX_NETWORK_RETRIES = _int(env, "STRIPE_MAX_NETWORK_RETRIES", 2)
+        self.PLATFORM_FEE_BPS = _int(env, "PLATFORM_FEE_BPS", 1000)
+        self.PLATFORM_FEE_FIXED = _int(env, "PLATFORM_FEE_FIXED", 0)
+        self.PAYOUT_HOLD_DAYS = _int(env, "PAYOUT_HOLD_DAYS", 7)
+        self.PAYOUT_MIN_AMOUNT = _int(env, "PAYOUT_MIN_AMOUNT", 100)
+        self.TOKEN_TTL_SECONDS = _int(env, "TOKEN_TTL_SECONDS", 12 * 3600, minimum=60)
+        self.OUTBOX_RELAY_INTERVAL = _int(env, "OUTBOX_RELAY_INTERVAL", 5, minimum=1)
+        self.OUTBOX_MAX_ATTEMPTS = _int(env, "OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
+        self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
+
+class DevelopmentConfig(Config):
+    """Local development and the demo: emulator keys, SQLite, inline jobs."""
+
+    ENV_NAME = "development"
+    DEBUG = False
+    DEFAULT_STRIPE_SECRET_KEY = "sk_test_emulator"
+    DEFAULT_STRIPE_WEBHOOK_SECRET = "whsec_emulator"
+    DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"
+
+
+class TestingConfig(DevelopmentConfig):
+    """The test suite: cheaper password hashing, no network retries to Stripe."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        super().__init__(environ)
+        self.STRIPE_MAX_NETWORK_RETRIES = 0
+
+
+class ProductionConfig(Config):
+    """Production: every secret comes from the environment."""
+
+    ENV_NAME = "production"
+
+
+def validate_settings(cfg: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming the first bad variable (never its value)."""
+    if not 0 <= cfg["PLATFORM_FEE_BPS"] <= 10000:
+        raise ConfigError("PLATFORM_FEE_BPS must be between 0 and 10000")
+    if not cfg.get("SECRET_KEY"):
+        raise ConfigError("SECRET_KEY must be set")
+    if not (cfg.get("STRIPE_SECRET_KEY") or "").startswith("sk_"):
+        raise ConfigError("STRIPE_SECRET_KEY must be set and start with 'sk_'")
+    if not (cfg.get("STRIPE_WEBHOOK_SECRET") or "").startswith("whsec_"):
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be set and start with 'whsec_'")
+    connect = cfg.get("STRIPE_CONNECT_WEBHOOK_SECRET")
+    if connect is not None and not connect.startswith("whsec_"):
+        raise ConfigError("STRIPE_CONNECT_WEBHOOK_SECRET must start with 'whsec_'")
+    base = cfg.get("STRIPE_API_BASE")
+    if base is not None and not re.match(r"^https?://[^\s/]+", base):
+        raise ConfigError("STRIPE_API_BASE must be an http(s) URL")
+    redis_url = cfg.get("REDIS_URL")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration named by APP_ENV from the environment."""
+    env = os.environ if environ is None else environ
+    name = env.get("APP_ENV", "development")
+    if name not in CONFIGS:
+        raise ConfigError("APP_ENV must be one of development, testing, production")
+    return CONFIGS[name](env)

@@ -1,0 +1,9 @@
+"""Housekeeping jobs run on a schedule by `flask worker`."""
+from jobs import job
+from marketplace import outbox
+
+
+@job
+def relay_outbox() -> int:
+    """Hand every committed, undelivered outbox row to the queue."""
+    return outbox.relay()

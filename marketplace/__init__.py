@@ -1,0 +1,86 @@
+"""The marketplace payments backend: `create_app()` is a short list of register steps."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from config import Config, load_config, validate_settings
+
+
+def create_app(config: Config | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; raises config.ConfigError naming a bad setting."""
+    app = Flask(__name__, instance_relative_config=True)
+    configure(app, config or load_config(), overrides)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errors(app)
+    register_hooks(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, config: Config, overrides: Mapping[str, Any] | None) -> None:
+    app.config.from_object(config)
+    app.config.update(overrides or {})
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        os.makedirs(app.instance_path, exist_ok=True)
+        path = os.path.join(app.instance_path, "marketplace.db")
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
+    validate_settings(app.config)
+    app.json.sort_keys = False
+
+
+def register_extensions(app: Flask) -> None:
+    from marketplace.extensions import api, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    api.init_app(app)
+    _import_models()
+
+
+def _import_models() -> None:
+    """Every model module, so metadata (and migrations) see every table."""
+    import marketplace.auth.models  # noqa: F401
+    import marketplace.outbox  # noqa: F401
+
+
+def register_blueprints(app: Flask) -> None:
+    from marketplace.auth.routes import blp as auth_blp
+    from marketplace.extensions import api
+    from marketplace.health.routes import blp as health_blp
+
+    for blp in (health_blp, auth_blp):
+        api.register_blueprint(blp)
+
+
+def register_errors(app: Flask) -> None:
+    from marketplace.errors import register_error_handlers
+
+    register_error_handlers(app)
+
+
+def register_hooks(app: Flask) -> None:
+    from marketplace import outbox
+    from marketplace.observability import register_logging, register_metrics, register_request_id
+
+    register_request_id(app)
+    register_metrics(app)
+    register_logging(app)
+
+    @app.after_request
+    def relay_outbox(response):
+        # After the route's commit and before the answer: jobs get the committed rows.
+        outbox.relay_if_committed()
+        return response
+
+
+def register_commands(app: Flask) -> None:
+    from marketplace.auth.cli import users_cli
+    from marketplace.worker import worker_command
+
+    app.cli.add_command(users_cli)
+    app.cli.add_command(worker_command)

@@ -1,0 +1,40 @@
+"""The bearer-token check used by Blueprint.auth()."""
+from __future__ import annotations
+
+import functools
+
+from flask import g, request
+
+from marketplace.auth.models import User
+from marketplace.auth.service import user_for_token
+from marketplace.errors import Forbidden, Unauthorized
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="marketplace"'}
+
+
+def current_user() -> User:
+    """The authenticated user of this request (only inside an auth-guarded route)."""
+    return g.current_user
+
+
+def require_auth(*roles: str):
+    """401 without a live token; 403 when the user's role is not in `roles`."""
+
+    def decorator(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("A bearer token is required.", headers=_CHALLENGE)
+            user = user_for_token(token.strip())
+            if user is None:
+                raise Unauthorized("The token is invalid or expired.", headers=_CHALLENGE)
+            if roles and user.role not in roles:
+                raise Forbidden()
+            g.current_user = user
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

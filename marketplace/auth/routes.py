@@ -1,0 +1,35 @@
+"""POST /api/auth/register and /api/auth/tokens."""
+from marketplace.auth import service
+from marketplace.auth.guard import current_user
+from marketplace.auth.schemas import RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
+from marketplace.database import isoformat
+from marketplace.openapi import Blueprint
+
+blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Registration and tokens")
+
+
+@blp.route("/register", methods=["POST"])
+@blp.arguments(RegisterSchema)
+@blp.response(201, UserSchema)
+@blp.errors(409)
+def register(body):
+    """Register a shopper or a vendor user."""
+    return service.create_user(body["email"], body["password"], body["role"])
+
+
+@blp.route("/tokens", methods=["POST"])
+@blp.arguments(TokenRequestSchema)
+@blp.response(201, TokenSchema)
+@blp.errors(401)
+def create_token(body):
+    """Exchange email and password for a bearer token."""
+    issued = service.issue_token(body["email"], body["password"])
+    return {"token": issued.token, "expires_at": isoformat(issued.expires_at)}
+
+
+@blp.route("/me")
+@blp.auth()
+@blp.response(200, UserSchema)
+def me():
+    """The user the bearer token belongs to."""
+    return current_user()

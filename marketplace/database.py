@@ -1,0 +1,64 @@
+"""Declarative base, id generation and column helpers shared by every model."""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+
+from sqlalchemy import DateTime, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+class Base(DeclarativeBase):
+    """Base of every model; constraint names are stable for migrations."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (evaluated per call, never at import)."""
+    return datetime.now(timezone.utc)
+
+
+def new_id(prefix: str) -> str:
+    """A prefixed, time-ordered, random id: `ord_01jd...` (48-bit ms time + 80 random bits)."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def id_column(prefix: str) -> Mapped[str]:
+    """A string primary key filled with new_id(prefix)."""
+    return mapped_column(String(40), primary_key=True, default=lambda: new_id(prefix))
+
+
+def created_at_column() -> Mapped[datetime]:
+    """A creation timestamp set per row at insert time."""
+    return mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, index=False)
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """ISO 8601 UTC with a trailing Z, as API.md prescribes."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def as_utc(value: datetime) -> datetime:
+    """Attach UTC to naive datetimes read back from SQLite."""
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,62 @@
+"""flask-smorest glue: the error envelope in the spec, a Blueprint that documents auth and errors."""
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import flask_smorest
+from marshmallow import Schema, fields
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"example": "validation_error"})
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorEnvelopeSchema(Schema):
+    """`{"error": {"code", "message", "details"}}` for every status >= 400."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class MarketplaceApi(flask_smorest.Api):
+    """Api whose documented error payload is the envelope of API.md."""
+
+    ERROR_SCHEMA = ErrorEnvelopeSchema
+
+    def init_app(self, app, *, spec_kwargs=None):
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.spec.components.security_scheme(
+            "bearerAuth", {"type": "http", "scheme": "bearer", "description": "API token"}
+        )
+
+    def _register_error_handlers(self):
+        """Error handling is ours (marketplace.errors), registered after this."""
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A smorest Blueprint with `auth(*roles)` and `errors(*statuses)` helpers."""
+
+    def auth(self, *roles: str):
+        """Require a bearer token (and one of `roles` when given); document 401/403."""
+        from marketplace.auth.guard import require_auth
+
+        def decorator(fn):
+            wrapped = require_auth(*roles)(fn)
+            wrapped = self.doc(security=[{"bearerAuth": []}])(wrapped)
+            wrapped = self.alt_response(401, response=HTTPStatus(401).name)(wrapped)
+            if roles:
+                wrapped = self.alt_response(403, response=HTTPStatus(403).name)(wrapped)
+            return wrapped
+
+        return decorator
+
+    def errors(self, *statuses: int):
+        """Document the error statuses a route can answer with."""
+
+        def decorator(fn):
+            for status in statuses:
+                fn = self.alt_response(status, response=HTTPStatus(status).name)(fn)
+            return fn
+
+        return decorator

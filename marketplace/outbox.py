@@ -1,0 +1,147 @@
+"""Transactional outbox: jobs are recorded with the business change and handed off after commit.
+
+`add()` writes a row in the caller's transaction. Once that transaction commits,
+`relay()` hands committed rows to RQ (or runs them inline when REDIS_URL is unset)
+and marks them. A crash or a Redis outage between commit and hand-off leaves the
+row in place; the worker's periodic relay picks it up, so no job is ever lost and
+none runs for a transaction that rolled back. Delivery is at least once: every job
+is idempotent.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from flask import current_app
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, event, or_, select, text
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from marketplace import queue
+from marketplace.database import created_at_column, id_column, utcnow
+from marketplace.extensions import db
+
+log = logging.getLogger(__name__)
+
+_PENDING = "outbox_pending"
+_COMMITTED = "outbox_committed"
+
+
+class OutboxMessage(db.Model):
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        # The relay only ever scans undelivered rows: keep that index small.
+        Index(
+            "ix_outbox_messages_undelivered",
+            "created_at",
+            postgresql_where=text("dispatched_at IS NULL AND dead_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL AND dead_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = id_column("obx")
+    job: Mapped[str] = mapped_column(String(200), nullable=False)
+    args: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
+    kwargs: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    created_at: Mapped[datetime] = created_at_column()
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+def job_path(fn: Callable) -> str:
+    """The importable dotted path RQ uses for a job function."""
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def add(fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
+    """Record a job in the current transaction; it is handed off only if that commits."""
+    message = OutboxMessage(job=job_path(fn), args=list(args), kwargs=dict(kwargs))
+    db.session.add(message)
+    db.session.info[_PENDING] = True
+    return message
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_PENDING, False):
+        session.info[_COMMITTED] = True
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _after_rollback(session: Session, previous_transaction) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def relay_if_committed() -> int:
+    """Relay now if the session committed outbox rows since the last relay."""
+    if not db.session.info.pop(_COMMITTED, False):
+        return 0
+    try:
+        return relay()
+    except Exception:  # the periodic relay retries; the business change is already committed
+        log.exception("outbox relay after commit failed; the worker will retry")
+        db.session.rollback()
+        return 0
+
+
+def relay(limit: int = 100) -> int:
+    """Hand every due, committed message to the queue; returns how many were handed off."""
+    inline = queue.is_inline()
+    handed = 0
+    while True:
+        # Inline jobs run one at a time and may add rows as they go: claim one, run, repeat.
+        batch = _claim(1 if inline else limit)
+        for message in batch:
+            handed += _dispatch(message)
+        db.session.commit()
+        if not batch or (not inline and len(batch) < limit):
+            db.session.info.pop(_COMMITTED, None)
+            return handed
+
+
+def _claim(limit: int) -> list[OutboxMessage]:
+    now = utcnow()
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.dispatched_at.is_(None), OutboxMessage.dead_at.is_(None))
+        .where(or_(OutboxMessage.available_at <= now, OutboxMessage.attempts == 0))
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def _dispatch(message: OutboxMessage) -> bool:
+    message.attempts += 1
+    try:
+        if queue.is_inline():
+            # Mark first and commit: the inline job runs in its own transactions.
+            message.dispatched_at = utcnow()
+            db.session.commit()
+            queue.run_inline(message.job, message.args, message.kwargs)
+        else:
+            queue.enqueue(message.job, message.args, message.kwargs, job_id=f"outbox-{message.id}")
+            message.dispatched_at = utcnow()
+        message.last_error = None
+        return True
+    except Exception as exc:  # recorded on the row and retried with backoff, never dropped
+        db.session.rollback()
+        message = db.session.get(OutboxMessage, message.id)
+        _record_failure(message, exc)
+        return False
+
+
+def _record_failure(message: OutboxMessage, exc: Exception) -> None:
+    log.warning("outbox message %s (%s) failed: %s", message.id, message.job, type(exc).__name__)
+    message.dispatched_at = None
+    message.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+    max_attempts = current_app.config["OUTBOX_MAX_ATTEMPTS"]
+    if message.attempts >= max_attempts:
+        message.dead_at = utcnow()
+    else:
+        message.available_at = utcnow() + timedelta(seconds=min(2 ** message.attempts, 600))
+    db.session.commit()

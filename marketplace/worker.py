@@ -1,0 +1,94 @@
+"""`flask worker`: an RQ worker with RQ's scheduler, the outbox relay and cron-style jobs."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+import click
+from croniter import croniter
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from rq import SimpleWorker
+
+from marketplace import outbox, queue
+from marketplace.database import utcnow
+from marketplace.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    name: str
+    cron: str  # five-field cron expression, UTC
+    job: str  # dotted path of a @job function
+
+
+# Later work appends entries here (payout runs, reconciliation, reapers).
+SCHEDULE: list[ScheduledJob] = []
+
+
+class Ticker:
+    """Relays the outbox every few seconds and enqueues each cron slot exactly once."""
+
+    def __init__(self, app: Flask, schedule: list[ScheduledJob], started: datetime | None = None):
+        self.app = app
+        self.schedule = schedule
+        self.last_tick = started or utcnow()
+        self.stop = threading.Event()
+
+    def tick(self, now: datetime) -> list[str]:
+        """Relay the outbox; enqueue every slot due in (last_tick, now]. Returns job ids enqueued."""
+        enqueued = []
+        outbox.relay()
+        for entry in self.schedule:
+            for slot in _slots(entry.cron, self.last_tick, now):
+                job_id = f"cron-{entry.name}-{int(slot.timestamp())}"
+                # Several workers may tick the same slot: the first to claim the key enqueues.
+                if queue.get_redis().set(f"marketplace:{job_id}", "1", nx=True, ex=7 * 86400):
+                    queue.enqueue(entry.job, [], {}, job_id=job_id)
+                    enqueued.append(job_id)
+        self.last_tick = now
+        return enqueued
+
+    def run(self) -> None:
+        interval = self.app.config["OUTBOX_RELAY_INTERVAL"]
+        while not self.stop.wait(interval):
+            with self.app.app_context():
+                try:
+                    self.tick(utcnow())
+                except Exception:  # keep ticking; each failure is logged and retried next tick
+                    log.exception("worker tick failed")
+                    db.session.rollback()
+                finally:
+                    db.session.remove()
+
+
+def _slots(expr: str, after: datetime, until: datetime) -> list[datetime]:
+    slots = []
+    it = croniter(expr, after)
+    while (slot := it.get_next(datetime)) <= until:
+        slots.append(slot)
+    return slots
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Drain the queues and the outbox, then exit.")
+@with_appcontext
+def worker_command(burst: bool) -> None:
+    """Run an RQ worker with the scheduler, the outbox relay and scheduled jobs."""
+    app = current_app._get_current_object()
+    if queue.is_inline():
+        raise click.ClickException("REDIS_URL is not set: jobs run inline, no worker is needed")
+    relayed = outbox.relay()
+    click.echo(f"outbox: {relayed} message(s) handed to the queue")
+    ticker = Ticker(app, SCHEDULE)
+    if not burst:
+        threading.Thread(target=ticker.run, name="ticker", daemon=True).start()
+    worker = SimpleWorker([queue.get_queue(n) for n in queue.QUEUE_NAMES], connection=queue.get_redis())
+    try:
+        worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
+    finally:
+        ticker.stop.set()
