@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timezone
 
 from sqlalchemy import DateTime, MetaData, String
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -23,6 +24,25 @@ class Base(DeclarativeBase):
     """Base of every model; constraint names are stable for migrations."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out, on PostgreSQL and on SQLite (which drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
 
 
 def utcnow() -> datetime:
@@ -47,7 +67,7 @@ def id_column(prefix: str) -> Mapped[str]:
 
 def created_at_column() -> Mapped[datetime]:
     """A creation timestamp set per row at insert time."""
-    return mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, index=False)
+    return mapped_column(UTCDateTime(), nullable=False, default=utcnow)
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -59,6 +79,8 @@ def isoformat(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def as_utc(value: datetime) -> datetime:
-    """Attach UTC to naive datetimes read back from SQLite."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def render_migration_item(type_, obj, autogen_context):
+    """Autogenerate writes UTCDateTime as plain sa.DateTime(timezone=True)."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False

@@ -2,9 +2,9 @@
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 
-from marketplace.database import Base
+from marketplace.database import Base, render_migration_item
 from marketplace.openapi import MarketplaceApi
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
+migrate = Migrate(render_item=render_migration_item)
 api = MarketplaceApi()

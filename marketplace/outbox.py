@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from flask import current_app
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, event, or_, select, text
+from redis.exceptions import RedisError
+from sqlalchemy import JSON, Index, Integer, String, Text, event, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from marketplace import queue
-from marketplace.database import created_at_column, id_column, utcnow
+from marketplace.database import UTCDateTime, created_at_column, id_column, utcnow
 from marketplace.extensions import db
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,9 @@ class OutboxMessage(db.Model):
     args: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     kwargs: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
     created_at: Mapped[datetime] = created_at_column()
-    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
-    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 
@@ -89,17 +90,42 @@ def relay_if_committed() -> int:
 
 def relay(limit: int = 100) -> int:
     """Hand every due, committed message to the queue; returns how many were handed off."""
-    inline = queue.is_inline()
+    if queue.is_inline():
+        return _relay_inline()
     handed = 0
     while True:
-        # Inline jobs run one at a time and may add rows as they go: claim one, run, repeat.
-        batch = _claim(1 if inline else limit)
+        batch = _claim(limit)
         for message in batch:
-            handed += _dispatch(message)
-        db.session.commit()
-        if not batch or (not inline and len(batch) < limit):
+            if not _enqueue(message):
+                break  # Redis is down: keep the rest for the next relay
+            handed += 1
+        else:
+            db.session.commit()
+            if len(batch) == limit:
+                continue
             db.session.info.pop(_COMMITTED, None)
             return handed
+        db.session.commit()
+        return handed
+
+
+def _relay_inline() -> int:
+    """Run due messages one at a time; inline jobs may add rows as they go."""
+    ran = 0
+    while batch := _claim(1):
+        message = batch[0]
+        message.attempts += 1
+        message.dispatched_at = utcnow()
+        db.session.commit()  # the job runs in transactions of its own
+        try:
+            queue.run_inline(message.job, message.args, message.kwargs)
+            ran += 1
+        except Exception as exc:  # recorded on the row and retried with backoff, never dropped
+            db.session.rollback()
+            _record_failure(db.session.get(OutboxMessage, message.id), exc)
+            db.session.commit()
+    db.session.info.pop(_COMMITTED, None)
+    return ran
 
 
 def _claim(limit: int) -> list[OutboxMessage]:
@@ -115,33 +141,23 @@ def _claim(limit: int) -> list[OutboxMessage]:
     return list(db.session.scalars(stmt))
 
 
-def _dispatch(message: OutboxMessage) -> bool:
+def _enqueue(message: OutboxMessage) -> bool:
     message.attempts += 1
     try:
-        if queue.is_inline():
-            # Mark first and commit: the inline job runs in its own transactions.
-            message.dispatched_at = utcnow()
-            db.session.commit()
-            queue.run_inline(message.job, message.args, message.kwargs)
-        else:
-            queue.enqueue(message.job, message.args, message.kwargs, job_id=f"outbox-{message.id}")
-            message.dispatched_at = utcnow()
-        message.last_error = None
-        return True
-    except Exception as exc:  # recorded on the row and retried with backoff, never dropped
-        db.session.rollback()
-        message = db.session.get(OutboxMessage, message.id)
+        queue.enqueue(message.job, message.args, message.kwargs, job_id=f"outbox-{message.id}")
+    except RedisError as exc:
         _record_failure(message, exc)
         return False
+    message.dispatched_at = utcnow()
+    message.last_error = None
+    return True
 
 
 def _record_failure(message: OutboxMessage, exc: Exception) -> None:
     log.warning("outbox message %s (%s) failed: %s", message.id, message.job, type(exc).__name__)
     message.dispatched_at = None
     message.last_error = f"{type(exc).__name__}: {exc}"[:1000]
-    max_attempts = current_app.config["OUTBOX_MAX_ATTEMPTS"]
-    if message.attempts >= max_attempts:
+    if message.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
         message.dead_at = utcnow()
     else:
         message.available_at = utcnow() + timedelta(seconds=min(2 ** message.attempts, 600))
-    db.session.commit()

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from marketplace.database import created_at_column, id_column
+from marketplace.database import UTCDateTime, created_at_column, id_column
 from marketplace.extensions import db
 
 ROLES = ("shopper", "vendor", "admin")
@@ -31,7 +31,7 @@ class ApiToken(db.Model):
     id: Mapped[str] = id_column("tok")
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     created_at: Mapped[datetime] = created_at_column()
 
     user: Mapped[User] = relationship(lazy="joined")

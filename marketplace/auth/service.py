@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from marketplace.auth.models import ApiToken, User
-from marketplace.database import as_utc, utcnow
+from marketplace.database import utcnow
 from marketplace.errors import AppError, Conflict
 from marketplace.extensions import db
 
@@ -74,7 +74,7 @@ def user_for_token(token: str) -> User | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None or as_utc(row.expires_at) <= utcnow():
+    if row is None or row.expires_at <= utcnow():
         return None
     return row.user
 
