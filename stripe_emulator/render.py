@@ -1,0 +1,55 @@
+"""Fields computed when an object is shown: embedded lists and the clock-derived status."""
+
+
+def sublist(emu, ids, url):
+    """An embedded list object of the objects with these ids (oldest first), newest first."""
+    items = [emu.store.find(i) for i in reversed(ids)]
+    return {"object": "list", "data": [emu.render(o) for o in items[:10]],
+            "has_more": len(items) > 10, "total_count": len(items), "url": url}
+
+
+def _balance_transaction(emu, obj, out):
+    out["status"] = "available" if obj["available_on"] <= emu.now() else "pending"
+
+
+def _charge(emu, obj, out):
+    out["refunds"] = sublist(emu, obj["_refunds"], "/v1/charges/%s/refunds" % obj["id"])
+
+
+def _payment_intent(emu, obj, out):
+    latest = obj.get("latest_charge")
+    out["charges"] = sublist(emu, [latest] if latest else [],
+                             "/v1/charges?payment_intent=%s" % obj["id"])
+
+
+def _transfer(emu, obj, out):
+    out["reversals"] = sublist(emu, obj["_reversals"],
+                               "/v1/transfers/%s/reversals" % obj["id"])
+
+
+def _application_fee(emu, obj, out):
+    out["refunds"] = sublist(emu, obj["_refunds"],
+                             "/v1/application_fees/%s/refunds" % obj["id"])
+
+
+def _account(emu, obj, out):
+    out["external_accounts"] = sublist(emu, obj["_external_accounts"],
+                                       "/v1/accounts/%s/external_accounts" % obj["id"])
+
+
+RENDERERS = {
+    "balance_transaction": _balance_transaction,
+    "charge": _charge,
+    "payment_intent": _payment_intent,
+    "transfer": _transfer,
+    "application_fee": _application_fee,
+    "account": _account,
+}
+
+
+def _dispute(emu, obj, out):
+    from .resources.disputes import render_dispute
+    render_dispute(emu, obj, out)
+
+
+RENDERERS["dispute"] = _dispute

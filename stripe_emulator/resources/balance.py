@@ -1,0 +1,55 @@
+"""GET /v1/balance and the balance transaction list, both derived from the clock."""
+from ..routes import route
+from ..store import created_filter, paginate
+from .common import show
+
+
+@route("GET", "/v1/balance")
+def retrieve_balance(ctx):
+    """GET /v1/balance: sums of balance transactions by status and currency."""
+    sums = ctx.emu.balance(ctx.account) or {"usd": [0, 0]}
+    def rows(i):
+        return [{"amount": v[i], "currency": c, "source_types": {"card": v[i]}}
+                for c, v in sorted(sums.items())]
+    return {"object": "balance", "available": rows(0), "pending": rows(1),
+            "livemode": False}
+
+
+def _list(ctx, url):
+    p = ctx.params.check("limit", "starting_after", "ending_before", "created",
+                         "available_on", "type", "source", "payout", "currency")
+    kind, source = p.str("type"), p.str("source")
+    payout, cur = p.str("payout"), p.str("currency")
+    when, avail = created_filter(p), created_filter(p, "available_on")
+    items = [bt for bt in ctx.emu.store.all("balance_transaction", ctx.account)
+             if when(bt["created"]) and avail(bt["available_on"])
+             and (kind is None or bt["type"] == kind)
+             and (source is None or bt["source"] == source)
+             and (payout is None or bt["_payout"] == payout)
+             and (cur is None or bt["currency"] == cur.lower())]
+    return paginate(items, p, url, ctx.emu.render)
+
+
+@route("GET", "/v1/balance_transactions")
+def list_balance_transactions(ctx):
+    """GET /v1/balance_transactions with created / type / source / payout / currency."""
+    return _list(ctx, "/v1/balance_transactions")
+
+
+@route("GET", "/v1/balance/history")
+def list_balance_history(ctx):
+    """GET /v1/balance/history (the older name of the same list)."""
+    return _list(ctx, "/v1/balance/history")
+
+
+@route("GET", "/v1/balance_transactions/<tid>")
+def retrieve_balance_transaction(ctx):
+    """GET /v1/balance_transactions/{id}."""
+    return show(ctx, ctx.emu.store.get("balance_transaction", ctx.args["tid"], ctx.account,
+                                       "balance transaction"))
+
+
+@route("GET", "/v1/balance/history/<tid>")
+def retrieve_balance_history(ctx):
+    """GET /v1/balance/history/{id}."""
+    return retrieve_balance_transaction(ctx)

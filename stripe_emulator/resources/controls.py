@@ -1,0 +1,168 @@
+"""The /_emulator/ controls: reset, onboarding, clock, faults, webhooks, disputes, 3-D Secure."""
+from werkzeug.utils import redirect
+
+from ..errors import StripeError, not_found
+from ..faults import MODES as FAULT_MODES
+from ..routes import route
+from ..webhooks import MODES as WEBHOOK_MODES
+from .accounts import onboard
+from .disputes import close_dispute
+from .payment_intents import authentication_failed, succeed
+from .payouts import advance_payouts
+
+
+@route("POST", "/_emulator/reset")
+def reset(ctx):
+    """Forget everything."""
+    ctx.emu.reset()
+    return {"reset": True}
+
+
+def _account(ctx):
+    acct = ctx.emu.store.find(ctx.args["aid"])
+    if acct is None or acct["_kind"] != "account":
+        raise not_found("account", ctx.args["aid"])
+    return acct
+
+
+@route("POST", "/_emulator/accounts/<aid>/onboard")
+def onboard_account(ctx):
+    """Complete onboarding; optional bank_account_number decides later payouts."""
+    number = ctx.params.str("bank_account_number") or ctx.params.str("account_number")
+    with ctx.emu.lock:
+        return ctx.emu.render(onboard(ctx.emu, _account(ctx), number))
+
+
+@route("GET", "/_emulator/onboarding/<aid>/<token>")
+def onboarding_link(ctx):
+    """Where an account link points: onboard, then go to the link's return_url."""
+    emu = ctx.emu
+    with emu.lock:
+        link = emu.store.find("al_" + ctx.args["token"])
+        acct = _account(ctx)
+        onboard(emu, acct)
+        target = link and link["_return_url"]
+    if target:
+        return redirect(target)
+    return {"onboarded": acct["id"]}
+
+
+@route("GET", "/_emulator/clock")
+def get_clock(ctx):
+    """The emulator's current time."""
+    return {"now": ctx.emu.now()}
+
+
+@route("POST", "/_emulator/clock/advance")
+def advance_clock(ctx):
+    """Move the clock on; payouts progress and their events are sent."""
+    seconds = ctx.params.int("seconds", required=True, minimum=0)
+    with ctx.emu.lock:
+        now = ctx.emu.clock.advance(seconds)
+        advance_payouts(ctx.emu)
+    return {"now": now}
+
+
+@route("POST", "/_emulator/faults")
+def add_fault(ctx):
+    """Arm a fault for the next `count` requests under `path_prefix`."""
+    p = ctx.params
+    mode = p.str("mode", required=True, choices=FAULT_MODES)
+    seconds = p.raw("seconds")
+    fault = ctx.emu.faults.add(p.str("path_prefix", "/v1/"), mode, p.int("count", 1),
+                               p.int("status"), float(seconds) if seconds else None,
+                               p.str("method"))
+    return fault
+
+
+@route("GET", "/_emulator/faults")
+def list_faults(ctx):
+    """The armed faults."""
+    return {"data": ctx.emu.faults.list()}
+
+
+@route("DELETE", "/_emulator/faults")
+def clear_faults(ctx):
+    """Disarm all faults."""
+    ctx.emu.faults.clear()
+    return {"cleared": True}
+
+
+@route("POST", "/_emulator/webhooks")
+def set_webhook_mode(ctx):
+    """normal | duplicate | shuffle | paused."""
+    mode = ctx.params.str("mode", required=True, choices=WEBHOOK_MODES)
+    ctx.emu.webhooks.set_mode(mode)
+    return ctx.emu.webhooks.status()
+
+
+@route("GET", "/_emulator/webhooks")
+def webhook_status(ctx):
+    """Mode and delivery counters."""
+    return ctx.emu.webhooks.status()
+
+
+@route("POST", "/_emulator/webhooks/flush")
+def flush_webhooks(ctx):
+    """Deliver everything pending now, synchronously."""
+    delivered = ctx.emu.webhooks.flush()
+    return dict(ctx.emu.webhooks.status(), delivered=delivered)
+
+
+@route("POST", "/_emulator/webhooks/wait")
+def wait_webhooks(ctx):
+    """Block until background delivery is idle (or `timeout` seconds pass)."""
+    timeout = float(ctx.params.raw("timeout") or 10)
+    idle = ctx.emu.webhooks.wait_idle(min(timeout, 60.0))
+    return dict(ctx.emu.webhooks.status(), idle=idle)
+
+
+@route("POST", "/_emulator/disputes/<did>/close")
+def close(ctx):
+    """Close a dispute as won or lost."""
+    outcome = ctx.params.str("outcome", required=True, choices=("won", "lost"))
+    emu = ctx.emu
+    with emu.lock:
+        dispute = emu.store.find(ctx.args["did"])
+        if dispute is None or dispute["_kind"] != "dispute":
+            raise not_found("dispute", ctx.args["did"])
+        return emu.render(close_dispute(emu, dispute, outcome))
+
+
+def _authenticate(ctx, outcome):
+    emu = ctx.emu
+    pi = emu.store.find(ctx.args["pid"])
+    if pi is None or pi["_kind"] != "payment_intent":
+        raise not_found("payment_intent", ctx.args["pid"])
+    if pi["status"] != "requires_action":
+        raise StripeError("PaymentIntent %s does not require action (status %s)."
+                          % (pi["id"], pi["status"]), code="payment_intent_unexpected_state")
+    if outcome == "succeed":
+        succeed(emu, pi, pi["payment_method"])
+    else:
+        authentication_failed(emu, pi)
+    return pi
+
+
+@route("POST", "/_emulator/payment_intents/<pid>/authenticate")
+def authenticate(ctx):
+    """Finish 3-D Secure: outcome succeed (default) or fail."""
+    outcome = ctx.params.str("outcome", "succeed", choices=("succeed", "fail"))
+    with ctx.emu.lock:
+        return ctx.emu.render(_authenticate(ctx, outcome))
+
+
+@route("GET", "/_emulator/payment_intents/<pid>/authenticate")
+def authenticate_redirect(ctx):
+    """The next_action URL: authenticate (?outcome=fail to fail) and go to return_url."""
+    outcome = ctx.params.str("outcome", "succeed", choices=("succeed", "fail"))
+    with ctx.emu.lock:
+        pi = _authenticate(ctx, outcome)
+        target = pi.get("_return_url")
+        out = ctx.emu.render(pi)
+    if target:
+        sep = "&" if "?" in target else "?"
+        return redirect("%s%spayment_intent=%s" % (target, sep, pi["id"]))
+    return out
+
+

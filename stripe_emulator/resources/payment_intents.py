@@ -1,0 +1,333 @@
+"""PaymentIntents: create, confirm (test cards), 3-D Secure, capture, cancel, update, list."""
+from ..errors import StripeError, invalid
+from ..routes import route
+from .accounts import require_transfers
+from .charges import CARDS, DECLINE_MESSAGES, capture, card_charge, payment_method
+from .common import apply_metadata, check_amount, currency, list_response, show
+
+CREATE_PARAMS = ("amount", "currency", "payment_method", "payment_method_types", "confirm",
+                 "capture_method", "confirmation_method", "transfer_data",
+                 "application_fee_amount", "on_behalf_of", "transfer_group", "metadata",
+                 "description", "receipt_email", "statement_descriptor",
+                 "statement_descriptor_suffix", "customer", "return_url",
+                 "automatic_payment_methods", "setup_future_usage", "off_session",
+                 "error_on_requires_action", "payment_method_options", "use_stripe_sdk",
+                 "shipping", "mandate_data", "payment_method_data")
+CONFIRM_PARAMS = ("payment_method", "return_url", "off_session", "error_on_requires_action",
+                  "payment_method_options", "mandate_data", "use_stripe_sdk",
+                  "receipt_email", "setup_future_usage", "shipping", "capture_method",
+                  "payment_method_types", "payment_method_data")
+UPDATE_PARAMS = ("amount", "currency", "payment_method", "payment_method_types",
+                 "metadata", "description", "receipt_email", "transfer_data",
+                 "application_fee_amount", "transfer_group", "statement_descriptor",
+                 "statement_descriptor_suffix", "customer", "setup_future_usage",
+                 "shipping", "capture_method", "payment_method_options")
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
+CANCELABLE = CONFIRMABLE + ("requires_capture", "processing")
+
+
+def _money_terms(ctx, p, pi):
+    """Apply amount, currency, transfer_data and application fee, checking them together."""
+    cur = currency(p) if p.has("currency") or pi is None else pi["currency"]
+    amount = p.int("amount", required=pi is None) if p.has("amount") or pi is None \
+        else pi["amount"]
+    check_amount(amount, cur)
+    fee = p.int("application_fee_amount", minimum=0) if p.has("application_fee_amount") \
+        else (pi or {}).get("application_fee_amount")
+    transfer_data = (pi or {}).get("transfer_data")
+    if p.has("transfer_data"):
+        td = p.sub("transfer_data")
+        dest = td.str("destination", required=pi is None or transfer_data is None)
+        transfer_data = {"destination": dest or transfer_data["destination"]}
+        if td.has("amount"):
+            transfer_data["amount"] = td.int("amount", minimum=0)
+        if not ctx.is_platform:
+            raise invalid("transfer_data cannot be used on a connected account.",
+                          "transfer_data")
+        require_transfers(ctx.emu, transfer_data["destination"], "transfer_data[destination]")
+    if fee is not None and fee > amount:
+        raise invalid("The application fee amount cannot exceed the amount.",
+                      "application_fee_amount")
+    if transfer_data and transfer_data.get("amount") is not None:
+        if transfer_data["amount"] > amount:
+            raise invalid("transfer_data[amount] cannot exceed the amount.",
+                          "transfer_data[amount]")
+        if fee is not None:
+            raise invalid("You cannot use both application_fee_amount and "
+                          "transfer_data[amount].", "application_fee_amount")
+    if fee is not None and ctx.is_platform and not transfer_data:
+        raise invalid("Can only apply an application_fee_amount when the PaymentIntent is "
+                      "attempting a direct payment (using an OAuth key or Stripe-Account "
+                      "header) or destination payment (using `transfer_data[destination]`).",
+                      "application_fee_amount")
+    return amount, cur, fee, transfer_data
+
+
+def _payment_method(p, key="payment_method"):
+    pm = p.str(key)
+    if pm is not None and pm not in CARDS:
+        raise StripeError("No such PaymentMethod: '%s'" % pm, code="resource_missing",
+                          param=key, status=400)
+    return pm
+
+
+@route("POST", "/v1/payment_intents")
+def create_payment_intent(ctx):
+    """POST /v1/payment_intents (optionally confirm=true)."""
+    p = ctx.params.check(*CREATE_PARAMS)
+    emu = ctx.emu
+    amount, cur, fee, transfer_data = _money_terms(ctx, p, None)
+    pm = _payment_method(p)
+    if p.has("on_behalf_of"):
+        emu.store.get("account", p.str("on_behalf_of"), emu.platform_id, "account",
+                      "on_behalf_of")
+    capture_method = p.str("capture_method", "automatic",
+                           choices=("automatic", "manual", "automatic_async"))
+    pid = emu.new_id("pi")
+    pi = {
+        "id": pid, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
+        "amount_received": 0, "application": None, "application_fee_amount": fee,
+        "automatic_payment_methods": None, "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": "automatic" if capture_method == "automatic_async"
+        else capture_method,
+        "client_secret": "%s_secret_%s" % (pid, emu.new_id("s")[2:]),
+        "confirmation_method": p.str("confirmation_method", "automatic",
+                                     choices=("automatic", "manual")),
+        "created": emu.now(), "currency": cur, "customer": p.str("customer"),
+        "description": p.str("description"), "invoice": None, "last_payment_error": None,
+        "latest_charge": None, "livemode": False, "metadata": {}, "next_action": None,
+        "on_behalf_of": p.str("on_behalf_of"), "payment_method": pm,
+        "payment_method_options": {"card": {"installments": None, "network": None,
+                                            "request_three_d_secure": "automatic"}},
+        "payment_method_types": p.list("payment_method_types") or ["card"],
+        "processing": None, "receipt_email": p.str("receipt_email"), "review": None,
+        "setup_future_usage": p.str("setup_future_usage"), "shipping": None,
+        "statement_descriptor": p.str("statement_descriptor"),
+        "statement_descriptor_suffix": p.str("statement_descriptor_suffix"),
+        "status": "requires_confirmation" if pm else "requires_payment_method",
+        "transfer_data": transfer_data, "transfer_group": p.str("transfer_group"),
+    }
+    apply_metadata(pi, p)
+    emu.store.add("payment_intent", ctx.account, pi)
+    emu.emit("payment_intent.created", pi, account=ctx.account)
+    if p.bool("confirm", False):
+        if not pm:
+            raise StripeError("You cannot confirm this PaymentIntent because it's missing a "
+                              "payment method.", code="payment_intent_unexpected_state",
+                              param="payment_method", extra={"payment_intent": show(ctx, pi)})
+        _confirm(ctx, pi, pm, p.str("return_url"))
+    return show(ctx, pi)
+
+
+def _get(ctx):
+    return ctx.emu.store.get("payment_intent", ctx.args["pid"], ctx.account,
+                             "payment_intent", "intent")
+
+
+def _unexpected(ctx, pi, action):
+    return StripeError(
+        "This PaymentIntent's %s could not be completed because it has a status of %s."
+        % (action, pi["status"]), code="payment_intent_unexpected_state",
+        extra={"payment_intent": show(ctx, pi)})
+
+
+def _confirm(ctx, pi, pm, return_url=None):
+    """Run a confirmation with test payment method `pm`."""
+    emu = ctx.emu
+    pi["payment_method"] = pm
+    behaviour = CARDS[pm][0]
+    if behaviour == "authenticate" and pi["status"] != "requires_action":
+        pi["status"] = "requires_action"
+        pi["_return_url"] = return_url
+        pi["next_action"] = _next_action(ctx, pi, return_url)
+        emu.emit("payment_intent.requires_action", pi, account=ctx.account)
+        return
+    if behaviour in DECLINE_MESSAGES:
+        _decline(ctx, pi, pm, behaviour)
+    succeed(emu, pi, pm)
+
+
+def _next_action(ctx, pi, return_url):
+    url = "%s_emulator/payment_intents/%s/authenticate" % (ctx.base_url, pi["id"])
+    if return_url:
+        return {"type": "redirect_to_url",
+                "redirect_to_url": {"url": url, "return_url": return_url}}
+    return {"type": "use_stripe_sdk",
+            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url,
+                               "source": "src_" + pi["id"][3:]}}
+
+
+def _decline(ctx, pi, pm, decline_code):
+    emu = ctx.emu
+    charge = card_charge(emu, pi, pm, ok=False, decline=decline_code)
+    message = DECLINE_MESSAGES[decline_code]
+    pi.update(status="requires_payment_method", latest_charge=charge["id"],
+              next_action=None, payment_method=None,
+              last_payment_error={"type": "card_error", "code": "card_declined",
+                                  "decline_code": decline_code, "message": message,
+                                  "charge": charge["id"],
+                                  "doc_url": "https://stripe.com/docs/error-codes/card-declined",
+                                  "payment_method": payment_method(emu, pm)})
+    emu.emit("charge.failed", charge, account=ctx.account)
+    emu.emit("payment_intent.payment_failed", pi, account=ctx.account)
+    raise StripeError(message, type="card_error", code="card_declined", status=402,
+                      decline_code=decline_code, headers={"Stripe-Should-Retry": "false"},
+                      extra={"charge": charge["id"], "payment_intent": show(ctx, pi),
+                             "payment_method": payment_method(emu, pm)})
+
+
+def succeed(emu, pi, pm):
+    """The card is authorised: capture now or wait for capture; events and disputes."""
+    from .disputes import open_dispute
+    account = pi["_account"]
+    charge = card_charge(emu, pi, pm)
+    pi.update(latest_charge=charge["id"], next_action=None, last_payment_error=None)
+    if pi["capture_method"] == "manual":
+        charge["_manual"] = True
+        pi.update(status="requires_capture", amount_capturable=pi["amount"])
+        emu.emit("charge.succeeded", charge, account=account)
+        emu.emit("payment_intent.amount_capturable_updated", pi, account=account)
+        return
+    capture(emu, charge, pi["amount"], bypass_pending=CARDS[pm][0] == "bypass")
+    pi.update(status="succeeded", amount_received=pi["amount"])
+    emu.emit("payment_intent.succeeded", pi, account=account)
+    if CARDS[pm][0] == "dispute":
+        open_dispute(emu, charge)
+
+
+def authentication_failed(emu, pi):
+    """3-D Secure failed: back to requires_payment_method."""
+    pm = pi["payment_method"]
+    pi.update(status="requires_payment_method", next_action=None, payment_method=None,
+              last_payment_error={
+                  "type": "invalid_request_error",
+                  "code": "payment_intent_authentication_failure",
+                  "message": "The provided PaymentMethod has failed authentication. You can "
+                             "provide payment_method_data or a new PaymentMethod to attempt "
+                             "to fulfill this PaymentIntent again.",
+                  "payment_method": payment_method(emu, pm)})
+    emu.emit("payment_intent.payment_failed", pi, account=pi["_account"])
+
+
+@route("POST", "/v1/payment_intents/<pid>/confirm")
+def confirm_payment_intent(ctx):
+    """POST /v1/payment_intents/{id}/confirm; a second confirm completes 3-D Secure."""
+    p = ctx.params.check(*CONFIRM_PARAMS)
+    pi = _get(ctx)
+    if pi["status"] not in CONFIRMABLE:
+        raise _unexpected(ctx, pi, "confirmation")
+    pm = _payment_method(p) or pi["payment_method"]
+    if not pm:
+        raise StripeError("You cannot confirm this PaymentIntent because it's missing a "
+                          "payment method.", code="payment_intent_unexpected_state",
+                          param="payment_method", extra={"payment_intent": show(ctx, pi)})
+    if pi["status"] == "requires_action" and pm == pi["payment_method"]:
+        succeed(ctx.emu, pi, pm)
+    else:
+        pi["status"] = "requires_confirmation"
+        _confirm(ctx, pi, pm, p.str("return_url"))
+    return show(ctx, pi)
+
+
+@route("POST", "/v1/payment_intents/<pid>/capture")
+def capture_payment_intent(ctx):
+    """POST /v1/payment_intents/{id}/capture (partial captures release the rest)."""
+    p = ctx.params.check("amount_to_capture", "application_fee_amount", "metadata",
+                         "statement_descriptor", "statement_descriptor_suffix",
+                         "transfer_data", "final_capture")
+    emu = ctx.emu
+    pi = _get(ctx)
+    if pi["status"] != "requires_capture":
+        raise _unexpected(ctx, pi, "capture")
+    amount = p.int("amount_to_capture", pi["amount_capturable"], minimum=1)
+    if amount > pi["amount_capturable"]:
+        raise invalid("The amount to capture cannot exceed the capturable amount.",
+                      "amount_to_capture")
+    charge = emu.store.find(pi["latest_charge"])
+    if p.has("application_fee_amount"):
+        fee = p.int("application_fee_amount", minimum=0)
+        if fee > amount:
+            raise invalid("The application fee cannot exceed the captured amount.",
+                          "application_fee_amount")
+        pi["application_fee_amount"] = charge["application_fee_amount"] = fee
+    if p.has("transfer_data"):
+        td = p.sub("transfer_data")
+        if td.has("amount") and charge["transfer_data"]:
+            charge["transfer_data"]["amount"] = pi["transfer_data"]["amount"] = \
+                td.int("amount", minimum=0)
+    apply_metadata(pi, p)
+    capture(emu, charge, amount)
+    pi.update(status="succeeded", amount_received=amount, amount_capturable=0)
+    emu.emit("payment_intent.succeeded", pi, account=ctx.account)
+    return show(ctx, pi)
+
+
+@route("POST", "/v1/payment_intents/<pid>/cancel")
+def cancel_payment_intent(ctx):
+    """POST /v1/payment_intents/{id}/cancel."""
+    p = ctx.params.check("cancellation_reason")
+    emu = ctx.emu
+    pi = _get(ctx)
+    if pi["status"] not in CANCELABLE:
+        raise _unexpected(ctx, pi, "cancellation")
+    if pi["status"] == "requires_capture":
+        charge = emu.store.find(pi["latest_charge"])
+        charge.update(amount_refunded=charge["amount"], refunded=True)
+        emu.emit("charge.refunded", charge, account=ctx.account)
+    pi.update(status="canceled", canceled_at=emu.now(), amount_capturable=0,
+              next_action=None,
+              cancellation_reason=p.str("cancellation_reason", choices=(
+                  "duplicate", "fraudulent", "requested_by_customer", "abandoned")))
+    emu.emit("payment_intent.canceled", pi, account=ctx.account)
+    return show(ctx, pi)
+
+
+@route("GET", "/v1/payment_intents/<pid>")
+def retrieve_payment_intent(ctx):
+    """GET /v1/payment_intents/{id}."""
+    ctx.params.check("client_secret")
+    return show(ctx, _get(ctx))
+
+
+@route("POST", "/v1/payment_intents/<pid>")
+def update_payment_intent(ctx):
+    """POST /v1/payment_intents/{id}."""
+    p = ctx.params.check(*UPDATE_PARAMS)
+    emu = ctx.emu
+    pi = _get(ctx)
+    money_keys = ("amount", "currency", "transfer_data", "application_fee_amount",
+                  "payment_method", "capture_method")
+    if pi["status"] not in CONFIRMABLE and any(p.has(k) for k in money_keys):
+        raise _unexpected(ctx, pi, "update")
+    previous = {}
+    amount, cur, fee, transfer_data = _money_terms(ctx, p, pi)
+    changes = {"amount": amount, "currency": cur, "application_fee_amount": fee,
+               "transfer_data": transfer_data}
+    if p.has("payment_method"):
+        changes["payment_method"] = _payment_method(p)
+        if pi["status"] == "requires_payment_method":
+            changes["status"] = "requires_confirmation"
+    for key in ("description", "receipt_email", "transfer_group", "statement_descriptor",
+                "statement_descriptor_suffix", "customer", "setup_future_usage"):
+        if p.has(key):
+            changes[key] = p.str(key)
+    if p.has("capture_method"):
+        changes["capture_method"] = p.str("capture_method", choices=("automatic", "manual"))
+    for key, value in changes.items():
+        if pi[key] != value:
+            previous[key] = pi[key]
+            pi[key] = value
+    before = apply_metadata(pi, p)
+    if before is not None:
+        previous["metadata"] = before
+    return show(ctx, pi)
+
+
+@route("GET", "/v1/payment_intents")
+def list_payment_intents(ctx):
+    """GET /v1/payment_intents."""
+    customer = ctx.params.str("customer")
+    return list_response(ctx, "payment_intent", "/v1/payment_intents",
+                         lambda pi: customer is None or pi["customer"] == customer,
+                         extra=("customer",))

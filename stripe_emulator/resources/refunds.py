@@ -1,0 +1,145 @@
+"""Refunds of charges, with optional transfer reversal and application fee refund."""
+from .. import money
+from ..errors import StripeError, invalid
+from ..routes import route
+from .common import apply_metadata, list_response, positive_amount, show
+from .fees import refund_fee
+from .transfers import reverse
+
+REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
+def _charge_for(ctx, p):
+    emu = ctx.emu
+    if p.has("charge"):
+        return emu.store.get("charge", p.str("charge"), ctx.account, "charge", "charge")
+    if not p.has("payment_intent"):
+        raise StripeError("One of the following params should be provided for this "
+                          "request: payment_intent or charge.", code="parameter_missing",
+                          param="charge", saved=False)
+    pi = emu.store.get("payment_intent", p.str("payment_intent"), ctx.account,
+                       "payment_intent", "payment_intent")
+    if pi["status"] != "succeeded":
+        raise invalid("This PaymentIntent does not have a successful charge to refund.",
+                      "payment_intent")
+    return emu.store.find(pi["latest_charge"])
+
+
+def _shares(emu, charge, amount, full):
+    """How much of the transfer and of the application fee a refund of `amount` takes."""
+    transfer = emu.store.find(charge["transfer"] or "")
+    fee = emu.store.find(charge["application_fee"] or "")
+    t_share = f_share = 0
+    if transfer:
+        left = transfer["amount"] - transfer["amount_reversed"]
+        t_share = left if full else min(left, money.pro_rata(
+            amount, charge["amount_captured"], transfer["amount"]))
+    if fee:
+        left = fee["amount"] - fee["amount_refunded"]
+        f_share = left if full else min(left, money.pro_rata(
+            amount, charge["amount_captured"], fee["amount"]))
+    return transfer, t_share, fee, f_share
+
+
+@route("POST", "/v1/refunds")
+def create_refund(ctx):
+    """POST /v1/refunds by charge or payment_intent."""
+    p = ctx.params.check("charge", "payment_intent", "amount", "reason", "metadata",
+                         "reverse_transfer", "refund_application_fee",
+                         "instructions_email")
+    emu = ctx.emu
+    charge = _charge_for(ctx, p)
+    refundable = charge["amount"] - charge["amount_refunded"]
+    if charge["status"] != "succeeded" or not charge["captured"]:
+        raise invalid("Charge %s has not been captured or did not succeed." % charge["id"],
+                      "charge")
+    if refundable <= 0:
+        raise StripeError("Charge %s has already been refunded." % charge["id"],
+                          code="charge_already_refunded")
+    dispute = emu.store.find(charge["dispute"] or "")
+    if dispute and dispute["status"] not in ("won", "lost"):
+        raise StripeError("Charge %s has been charged back; cannot issue a refund."
+                          % charge["id"], code="charge_disputed")
+    amount = positive_amount(p, charge["currency"], required=False, default=refundable)
+    if amount > refundable:
+        raise invalid("Refund amount (%d) is greater than unrefunded amount on charge (%d)"
+                      % (amount, refundable), "amount")
+    reverse_transfer = p.bool("reverse_transfer", False)
+    refund_app_fee = p.bool("refund_application_fee", False)
+    destination = bool(charge["transfer"])
+    if reverse_transfer and not destination:
+        raise invalid("reverse_transfer is only valid for destination charges.",
+                      "reverse_transfer")
+    if refund_app_fee and destination and not reverse_transfer:
+        raise invalid("refund_application_fee requires reverse_transfer for a destination "
+                      "charge.", "refund_application_fee")
+    full = amount == refundable
+    transfer, t_share, fee, f_share = _shares(emu, charge, amount, full)
+    refund = {
+        "id": emu.new_id("re"), "object": "refund", "amount": amount,
+        "balance_transaction": None, "charge": charge["id"], "created": emu.now(),
+        "currency": charge["currency"], "metadata": p.metadata() or {},
+        "payment_intent": charge["payment_intent"],
+        "reason": p.str("reason", choices=REASONS), "receipt_number": None,
+        "source_transfer_reversal": None, "status": "succeeded", "transfer_reversal": None,
+    }
+    emu.store.add("refund", ctx.account, refund)
+    refund["balance_transaction"] = emu.add_bt(
+        ctx.account, "refund", -amount, charge["currency"], refund["id"], "refund",
+        "REFUND FOR CHARGE", (), emu.later(charge["_available_on"]))["id"]
+    charge["_refunds"].append(refund["id"])
+    if reverse_transfer and t_share:
+        credit = f_share if refund_app_fee else 0
+        if credit:
+            refund_fee(emu, fee, credit, credit_account=False)
+        reversal = reverse(emu, transfer, t_share, source_refund=refund["id"],
+                           fee_refund=credit)
+        refund["transfer_reversal"] = reversal["id"]
+    elif refund_app_fee and fee and f_share:
+        refund_fee(emu, fee, f_share)
+    previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
+    charge["amount_refunded"] += amount
+    charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+    emu.emit("refund.created", refund, account=ctx.account)
+    emu.emit("charge.refunded", charge, account=ctx.account, previous=previous)
+    return show(ctx, refund)
+
+
+def _get(ctx):
+    return ctx.emu.store.get("refund", ctx.args["rid"], ctx.account, "refund", "refund")
+
+
+@route("GET", "/v1/refunds/<rid>")
+def retrieve_refund(ctx):
+    """GET /v1/refunds/{id}."""
+    return show(ctx, _get(ctx))
+
+
+@route("POST", "/v1/refunds/<rid>")
+def update_refund(ctx):
+    """POST /v1/refunds/{id}: metadata."""
+    p = ctx.params.check("metadata")
+    refund = _get(ctx)
+    before = apply_metadata(refund, p)
+    if before is not None:
+        ctx.emu.emit("refund.updated", refund, account=ctx.account,
+                     previous={"metadata": before})
+    return show(ctx, refund)
+
+
+@route("GET", "/v1/refunds")
+def list_refunds(ctx):
+    """GET /v1/refunds with charge / payment_intent filters."""
+    charge, pi = ctx.params.str("charge"), ctx.params.str("payment_intent")
+    return list_response(ctx, "refund", "/v1/refunds",
+                         lambda r: (charge is None or r["charge"] == charge)
+                         and (pi is None or r["payment_intent"] == pi),
+                         extra=("charge", "payment_intent"))
+
+
+@route("GET", "/v1/charges/<cid>/refunds")
+def list_charge_refunds(ctx):
+    """GET /v1/charges/{id}/refunds."""
+    charge = ctx.emu.store.get("charge", ctx.args["cid"], ctx.account, "charge")
+    return list_response(ctx, "refund", "/v1/charges/%s/refunds" % charge["id"],
+                         lambda r: r["charge"] == charge["id"])

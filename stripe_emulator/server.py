@@ -1,0 +1,203 @@
+"""The WSGI application: auth, parameters, faults, idempotency, routing, JSON answers."""
+import base64
+import json
+import time
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.wrappers import Request, Response
+
+from . import forms
+from .errors import StripeError, api_error
+from .routes import build_map, handler
+from .state import Emulator, set_request_context
+from .store import new_id
+
+
+class Context:
+    """What a handler needs to know about the request it serves."""
+
+    __slots__ = ("emu", "params", "account", "args", "request_id", "base_url",
+                 "method", "path", "request")
+
+    def __init__(self, emu, params, account, args, request_id, base_url, method, path,
+                 request):
+        self.emu = emu
+        self.params = params
+        self.account = account
+        self.args = args
+        self.request_id = request_id
+        self.base_url = base_url
+        self.method = method
+        self.path = path
+        self.request = request
+
+    @property
+    def is_platform(self):
+        """True when acting on the platform itself (no Stripe-Account header)."""
+        return self.account == self.emu.platform_id
+
+
+def _api_key(request):
+    auth = request.headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        return auth[7:].strip()
+    if auth.startswith("Basic "):
+        try:
+            user = base64.b64decode(auth[6:]).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return user
+    return None
+
+
+def _json(status, body, headers):
+    resp = Response(json.dumps(body, indent=2), status=status,
+                    content_type="application/json")
+    for k, v in headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+class App:
+    """A WSGI app serving Stripe's /v1 API and the /_emulator controls from one Emulator."""
+
+    def __init__(self, emulator=None, **config):
+        self.emu = emulator or Emulator(**config)
+        self.url_map = build_map()
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        return self.respond(request)(environ, start_response)
+
+    def respond(self, request):
+        """Answer one request."""
+        request_id = new_id("req")
+        headers = {"Request-Id": request_id}
+        try:
+            return self._respond(request, request_id, headers)
+        except StripeError as err:
+            headers.update(err.headers)
+            return _json(err.status, err.body(request_id), headers)
+        except Exception:  # noqa: BLE001 - an emulator bug still answers in Stripe's shape
+            import traceback
+            traceback.print_exc()
+            return _json(500, api_error().body(request_id), headers)
+
+    def _match(self, request):
+        adapter = self.url_map.bind("emulator", path_info=request.path)
+        try:
+            return adapter.match(method=request.method)
+        except NotFound:
+            raise StripeError("Unrecognized request URL (%s: %s)." % (
+                request.method, request.path), status=404) from None
+        except MethodNotAllowed:
+            raise StripeError("Unrecognized request URL (%s: %s)." % (
+                request.method, request.path), status=405) from None
+
+    def _params(self, request, control):
+        if request.method == "POST":
+            body = request.get_data(as_text=True)
+            if control and body.lstrip().startswith("{"):
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    raise StripeError("Invalid JSON body.", saved=False) from None
+            return forms.decode(body)
+        return forms.decode(request.query_string.decode())
+
+    def _respond(self, request, request_id, headers):
+        path = request.path
+        control = path.startswith("/_emulator/")
+        endpoint, args = self._match(request)
+        params = forms.Params(self._params(request, control))
+        emu = self.emu
+        if control:
+            ctx = Context(emu, params, emu.platform_id, args, request_id, request.host_url,
+                          request.method, path, request)
+            result = handler(endpoint)(ctx)
+            if isinstance(result, Response):
+                result.headers["Request-Id"] = request_id
+                return result
+            status, body = result if isinstance(result, tuple) else (200, result)
+            return _json(status, body, headers)
+        version = request.headers.get("Stripe-Version")
+        if version:
+            headers["Stripe-Version"] = version
+        key = _api_key(request)
+        if not key or not key.startswith(("sk_test_", "rk_test_")):
+            raise StripeError(
+                "Invalid API Key provided: %s" % ((key or "")[:8] + "****") if key else
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth.",
+                type="authentication_error", status=401)
+        account = request.headers.get("Stripe-Account") or emu.platform_id
+        idem = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+        scope = None
+        if idem:
+            scope = (key, account, idem)
+            fingerprint = (request.method, path, json.dumps(params.data, sort_keys=True))
+            stored = emu.idempotency.begin(scope, fingerprint)
+            if stored is not None:
+                headers.update({"Idempotent-Replayed": "true",
+                                "Original-Request": stored["request_id"]})
+                return _json(stored["status"], stored["body"], headers)
+        try:
+            status, body = self._execute(request, endpoint, args, params, account,
+                                         request_id, idem, headers)
+        except StripeError as err:
+            if scope and err.saved:
+                emu.idempotency.finish(scope, err.status, err.body(request_id), request_id)
+            elif scope:
+                emu.idempotency.abandon(scope)
+            raise
+        except Exception:
+            if scope:
+                emu.idempotency.finish(scope, 500, api_error().body(request_id), request_id)
+            raise
+        if scope:
+            emu.idempotency.finish(scope, status, body, request_id)
+        return _json(status, body, headers)
+
+    def _execute(self, request, endpoint, args, params, account, request_id, idem, headers):
+        emu = self.emu
+        fault = emu.faults.take(request.method, request.path)
+        if fault:
+            self._fault(fault, headers)
+        with emu.lock:
+            if account != emu.platform_id:
+                acct = emu.store.find(account)
+                if acct is None or acct["_kind"] != "account":
+                    raise StripeError(
+                        "The provided key does not have access to account '%s' (or that "
+                        "account does not exist). Application access may have been revoked."
+                        % account, code="account_invalid", status=403, saved=False)
+            set_request_context(request_id, idem)
+            try:
+                ctx = Context(emu, params, account, args, request_id, request.host_url,
+                              request.method, request.path, request)
+                result = handler(endpoint)(ctx)
+                status, body = result if isinstance(result, tuple) else (200, result)
+                expand = params.list("expand")
+                if expand and isinstance(body, dict):
+                    emu.expand(body, expand)
+            finally:
+                set_request_context(None, None)
+        return status, body
+
+    def _fault(self, fault, headers):
+        """Fail as the armed fault says, before any state changes."""
+        mode = fault["mode"]
+        if mode == "delay":
+            time.sleep(min(float(fault.get("seconds") or 1.0), 30.0))
+            return
+        if mode == "timeout":
+            time.sleep(min(float(fault.get("seconds") or self.emu.timeout_fault_seconds), 30.0))
+            raise StripeError("The request timed out.", type="api_error",
+                              status=int(fault.get("status") or 500), saved=False)
+        if mode == "rate_limit":
+            raise StripeError("Request rate limit exceeded. Learn more about rate limits "
+                              "here https://stripe.com/docs/rate-limits.", code="rate_limit",
+                              status=429, saved=False)
+        raise StripeError("An unknown error occurred (injected fault).", type="api_error",
+                          status=int(fault.get("status") or 500), saved=False,
+                          headers={"Stripe-Should-Retry": "true"})

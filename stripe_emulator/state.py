@@ -1,0 +1,151 @@
+"""The emulator's state: store, clock, balance transactions, events and rendering."""
+import copy
+import threading
+
+from .clock import Clock
+from .faults import Faults
+from .idempotency import IdempotencyStore
+from .store import Store, new_id
+from .webhooks import Dispatcher
+
+API_VERSION = "2020-08-27"
+DAY = 86400
+
+_local = threading.local()
+
+
+def request_context():
+    """(request id, idempotency key) of the API request being served on this thread."""
+    return getattr(_local, "request_id", None), getattr(_local, "idempotency_key", None)
+
+
+def set_request_context(request_id, idempotency_key):
+    """Remember the current request so events can name it."""
+    _local.request_id = request_id
+    _local.idempotency_key = idempotency_key
+
+
+class Emulator:
+    """All of the emulator's in-memory state, guarded by one re-entrant lock."""
+
+    def __init__(self, available_after_days=2, webhook_url=None, webhook_secret=None,
+                 webhook_attempts=5, webhook_backoff=0.05, timeout_fault_seconds=3.0,
+                 deliver_in_background=True):
+        self.lock = threading.RLock()
+        self.clock = Clock()
+        self.available_after = int(available_after_days) * DAY
+        self.timeout_fault_seconds = timeout_fault_seconds
+        # Payouts: pending until this many seconds after creation, then in transit until
+        # arrival_date (created + payout_arrival_seconds), then paid or failed.
+        self.payout_transit_seconds = 3600
+        self.payout_arrival_seconds = DAY
+        self.idempotency = IdempotencyStore(self.clock)
+        self.faults = Faults()
+        self.webhooks = Dispatcher(self, webhook_url, webhook_secret,
+                                   attempts=webhook_attempts, backoff=webhook_backoff,
+                                   background=deliver_in_background)
+        self.reset()
+
+    def reset(self):
+        """Forget everything except the configuration."""
+        with self.lock:
+            self.store = Store()
+            self.platform_id = "acct_1EmulatorPlatform0000"
+            self.idempotency.clear()
+            self.faults.clear()
+            self.webhooks.clear()
+            self.clock.reset()
+
+    def now(self):
+        """Emulator time in unix seconds."""
+        return self.clock.now()
+
+    def new_id(self, prefix):
+        """A fresh object id."""
+        return new_id(prefix)
+
+    # rendering -------------------------------------------------------------------------
+
+    def render(self, obj):
+        """The public JSON form of a stored object (private `_` keys dropped)."""
+        from .render import RENDERERS
+        out = {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+        hook = RENDERERS.get(obj.get("_kind"))
+        if hook:
+            hook(self, obj, out)
+        return out
+
+    def expand(self, out, paths):
+        """Replace ids by objects along each dotted expand path."""
+        for path in paths:
+            self._expand(out, path.split("."))
+        return out
+
+    def _expand(self, node, parts):
+        if not parts or not isinstance(node, dict):
+            return
+        key, rest = parts[0], parts[1:]
+        if key == "data" and isinstance(node.get("data"), list):
+            for item in node["data"]:
+                self._expand(item, rest)
+            return
+        value = node.get(key)
+        if isinstance(value, str):
+            target = self.store.find(value)
+            if target is None:
+                return
+            value = node[key] = self.render(target)
+        if isinstance(value, dict):
+            self._expand(value, rest)
+
+    # money -----------------------------------------------------------------------------
+
+    def later(self, available_on):
+        """The later of now and `available_on`: debits follow the funds they reverse."""
+        return max(self.now(), available_on or 0)
+
+    def add_bt(self, account, type, amount, currency, source, category, description=None,
+               fee_details=(), available_on=None, payout=None):
+        """Record a balance transaction on `account`; net = amount - fee."""
+        fee = sum(d["amount"] for d in fee_details)
+        now = self.now()
+        bt = {
+            "id": new_id("txn"), "object": "balance_transaction", "amount": amount,
+            "available_on": now if available_on is None else available_on,
+            "created": now, "currency": currency, "description": description,
+            "exchange_rate": None, "fee": fee,
+            "fee_details": [dict(d, currency=currency, application=None)
+                            for d in fee_details],
+            "net": amount - fee, "reporting_category": category, "source": source,
+            "status": "pending", "type": type, "_payout": payout,
+        }
+        return self.store.add("balance_transaction", account, bt)
+
+    def balance(self, account):
+        """{currency: [available, pending]} from the account's balance transactions."""
+        now = self.now()
+        sums = {}
+        for bt in self.store.all("balance_transaction", account):
+            row = sums.setdefault(bt["currency"], [0, 0])
+            row[0 if bt["available_on"] <= now else 1] += bt["net"]
+        return sums
+
+    # events ----------------------------------------------------------------------------
+
+    def emit(self, type, obj, account=None, previous=None):
+        """Record an event about `obj` (rendered now) and queue its webhook deliveries."""
+        request_id, key = request_context()
+        event = {
+            "id": new_id("evt"), "object": "event", "api_version": API_VERSION,
+            "created": self.now(), "data": {"object": self.render(obj)},
+            "livemode": False, "pending_webhooks": 0,
+            "request": {"id": request_id, "idempotency_key": key}, "type": type,
+        }
+        if previous:
+            event["data"]["previous_attributes"] = previous
+        if account and account != self.platform_id:
+            event["account"] = account
+        owner = account or self.platform_id
+        self.store.add("event", owner, event)
+        self.webhooks.enqueue(event)
+        return event
