@@ -13,6 +13,8 @@ def _balance_transaction(emu, obj, out):
 
 
 def _charge(emu, obj, out):
+    if out["transfer"] is None:
+        del out["transfer"]  # only destination charges have the field
     out["refunds"] = sublist(emu, obj["_refunds"], "/v1/charges/%s/refunds" % obj["id"])
 
 

@@ -63,9 +63,9 @@ def make_transfer(emu, dest, amount, cur, source_charge=None, transfer_group=Non
         dest, "payment", amount, cur, payment["id"], "charge", None, details,
         available_on)["id"]
     transfer["destination_payment"] = payment["id"]
+    emu.emit("transfer.created", transfer)
     if app_fee:
         make_application_fee(emu, dest, source_charge, payment, app_fee)
-    emu.emit("transfer.created", transfer)
     return transfer
 
 
