@@ -113,7 +113,7 @@ class Dispatcher:
                     "in_flight": self._in_flight, "delivered": self.delivered,
                     "failed": len(self.failed), "url": self.url}
 
-    def _take(self, everything):
+    def _take(self, everything, mode=None):
         """Remove and return the deliveries to send now, ordered by the mode."""
         now = time.time()
         if everything:
@@ -121,7 +121,7 @@ class Dispatcher:
         else:
             batch = [d for d in self._queue if d["due"] <= now]
             self._queue = [d for d in self._queue if d["due"] > now]
-        if self.mode == "shuffle":
+        if (mode or self.mode) == "shuffle":
             random.shuffle(batch)
         self._in_flight += len(batch)
         return batch
@@ -140,10 +140,10 @@ class Dispatcher:
             ok = False
         return ok
 
-    def _deliver(self, batch):
+    def _deliver(self, batch, mode=None):
         sent = 0
         for delivery in batch:
-            copies = 2 if self.mode == "duplicate" else 1
+            copies = 2 if (mode or self.mode) == "duplicate" else 1
             ok = False
             for _ in range(copies):
                 ok = self._send(delivery) or ok
@@ -164,12 +164,13 @@ class Dispatcher:
                 self._cond.notify_all()
         return sent
 
-    def flush(self):
-        """Deliver everything pending now, synchronously; returns successful deliveries."""
+    def flush(self, mode=None):
+        """Deliver everything pending now, synchronously, in the current mode (or `mode`
+        for this flush only); returns the number of successful deliveries."""
         with self._send_lock:
             with self._cond:
-                batch = self._take(everything=True)
-            return self._deliver(batch)
+                batch = self._take(everything=True, mode=mode)
+            return self._deliver(batch, mode=mode)
 
     def wait_idle(self, timeout=10.0):
         """Block until nothing is queued or in flight (paused deliveries count as queued)."""

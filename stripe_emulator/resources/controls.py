@@ -104,8 +104,9 @@ def webhook_status(ctx):
 
 @route("POST", "/_emulator/webhooks/flush")
 def flush_webhooks(ctx):
-    """Deliver everything pending now, synchronously."""
-    delivered = ctx.emu.webhooks.flush()
+    """Deliver everything pending now, synchronously (optional mode for this flush)."""
+    mode = ctx.params.str("mode", choices=WEBHOOK_MODES)
+    delivered = ctx.emu.webhooks.flush(mode if mode != "paused" else None)
     return dict(ctx.emu.webhooks.status(), delivered=delivered)
 
 
