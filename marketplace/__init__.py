@@ -80,7 +80,9 @@ def register_hooks(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from marketplace.auth.cli import users_cli
+    from marketplace.demo.command import demo_command
     from marketplace.worker import worker_command
 
     app.cli.add_command(users_cli)
     app.cli.add_command(worker_command)
+    app.cli.add_command(demo_command)

@@ -1,0 +1,1 @@
+"""`flask demo`: the end-to-end tour on the embedded defaults."""
