@@ -1,8 +1,7 @@
 """A stateful in-memory emulator of the Stripe Connect API, for tests, demos and benchmarks."""
 import threading
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
+from .http import make_server
 from .server import App
 from .state import Emulator
 
@@ -12,13 +11,6 @@ __all__ = ["App", "Emulator", "EmulatorServer", "create_app", "start_server"]
 def create_app(**config):
     """A WSGI app with its own Emulator (config as Emulator's keyword arguments)."""
     return App(**config)
-
-
-class QuietHandler(WSGIRequestHandler):
-    """Keep-alive HTTP/1.1 handler that does not log every request."""
-
-    def log_request(self, *args, **kwargs):
-        pass
 
 
 class EmulatorServer:
@@ -55,7 +47,7 @@ class EmulatorServer:
 def serve(host="127.0.0.1", port=12111, **config):
     """Build the app and a threaded keep-alive HTTP server (not yet serving)."""
     app = App(**config)
-    httpd = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+    httpd = make_server(host, port, app)
     return app, httpd
 
 

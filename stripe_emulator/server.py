@@ -51,7 +51,7 @@ def _api_key(request):
 
 
 def _json(status, body, headers):
-    resp = Response(json.dumps(body, indent=2), status=status,
+    resp = Response(json.dumps(body), status=status,
                     content_type="application/json")
     for k, v in headers.items():
         resp.headers[k] = v

@@ -1,5 +1,4 @@
 """The emulator's state: store, clock, balance transactions, events and rendering."""
-import copy
 import threading
 
 from .clock import Clock
@@ -23,6 +22,15 @@ def set_request_context(request_id, idempotency_key):
     """Remember the current request so events can name it."""
     _local.request_id = request_id
     _local.idempotency_key = idempotency_key
+
+
+def clone(value):
+    """A deep copy of JSON-like data (much faster than copy.deepcopy)."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
 
 
 class Emulator:
@@ -69,7 +77,7 @@ class Emulator:
     def render(self, obj):
         """The public JSON form of a stored object (private `_` keys dropped)."""
         from .render import RENDERERS
-        out = {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+        out = {k: clone(v) for k, v in obj.items() if k[0] != "_"}
         hook = RENDERERS.get(obj.get("_kind"))
         if hook:
             hook(self, obj, out)
