@@ -28,6 +28,18 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+DEFAULT_CURRENCIES = ("usd", "eur", "gbp", "jpy", "kwd")
+
+
+def _currencies(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return DEFAULT_CURRENCIES
+    values = tuple(dict.fromkeys(c.strip().lower() for c in raw.split(",") if c.strip()))
+    if not values or not all(re.fullmatch(r"[a-z]{3}", c) for c in values):
+        raise ConfigError("SUPPORTED_CURRENCIES must be a comma-separated list of ISO 4217 codes")
+    return values
+
+
 def normalize_database_url(url: str) -> str:
     """Let plain postgres:// URLs use psycopg 3, the driver we ship."""
     for prefix in ("postgres://", "postgresql://"):
@@ -81,6 +93,14 @@ class Config:
         self.OUTBOX_RELAY_INTERVAL = _int(env, "OUTBOX_RELAY_INTERVAL", 5, minimum=1)
         self.OUTBOX_MAX_ATTEMPTS = _int(env, "OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
+        self.STRIPE_TIMEOUT_SECONDS = _int(env, "STRIPE_TIMEOUT_SECONDS", 30, minimum=1)
+        self.SUPPORTED_CURRENCIES = _currencies(env.get("SUPPORTED_CURRENCIES"))
+        self.STRIPE_ONBOARDING_RETURN_URL = (
+            env.get("STRIPE_ONBOARDING_RETURN_URL") or "http://localhost:5000/onboarding/return"
+        )
+        self.STRIPE_ONBOARDING_REFRESH_URL = (
+            env.get("STRIPE_ONBOARDING_REFRESH_URL") or "http://localhost:5000/onboarding/refresh"
+        )
 
 class DevelopmentConfig(Config):
     """Local development and the demo: emulator keys, SQLite, inline jobs."""

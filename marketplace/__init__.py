@@ -45,15 +45,22 @@ def register_extensions(app: Flask) -> None:
 def _import_models() -> None:
     """Every model module, so metadata (and migrations) see every table."""
     import marketplace.auth.models  # noqa: F401
+    import marketplace.catalog.models  # noqa: F401
+    import marketplace.orders.models  # noqa: F401
     import marketplace.outbox  # noqa: F401
+    import marketplace.vendors.models  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
     from marketplace.auth.routes import blp as auth_blp
+    from marketplace.catalog.routes import blp as products_blp
     from marketplace.extensions import api
     from marketplace.health.routes import blp as health_blp
+    from marketplace.orders.routes import blp as orders_blp
+    from marketplace.vendors.admin_routes import blp as admin_vendors_blp
+    from marketplace.vendors.routes import blp as vendors_blp
 
-    for blp in (health_blp, auth_blp):
+    for blp in (health_blp, auth_blp, vendors_blp, products_blp, orders_blp, admin_vendors_blp):
         api.register_blueprint(blp)
 
 

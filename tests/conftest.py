@@ -148,3 +148,27 @@ class Auth:
 @pytest.fixture
 def auth(client) -> Auth:
     return Auth(client)
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """The Stripe emulator over real HTTP, one server per run."""
+    from stripe_emulator import start_server
+
+    server = start_server(host="127.0.0.1", port=0)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_app(migrated, emulator):
+    """An app whose STRIPE_API_BASE is the emulator, reset before each test."""
+    import requests
+
+    requests.post(f"{emulator.url}/_emulator/reset", timeout=10).raise_for_status()
+    app = make_app(migrated, STRIPE_API_BASE=emulator.url)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        _clean(db.engine)
+        db.engine.dispose()

@@ -5,6 +5,8 @@ from flask import current_app
 from werkzeug.security import generate_password_hash
 
 from marketplace.auth.models import User
+from marketplace.catalog.models import Product
+from marketplace.vendors.models import Vendor
 from marketplace.extensions import db
 
 
@@ -26,3 +28,38 @@ class UserFactory(BaseFactory):
     password_hash = factory.LazyAttribute(
         lambda o: generate_password_hash(o.password, method=current_app.config["PASSWORD_HASH_METHOD"])
     )
+
+
+class VendorFactory(BaseFactory):
+    """A vendor whose (pretend) Stripe account is fully onboarded, so it can sell."""
+
+    class Meta:
+        model = Vendor
+        exclude = ("user",)
+
+    user = factory.SubFactory(UserFactory, role="vendor")
+    user_id = factory.SelfAttribute("user.id")
+    display_name = factory.Sequence(lambda n: f"Vendor {n}")
+    country = "US"
+    email = factory.SelfAttribute("user.email")
+    stripe_account_id = factory.Sequence(lambda n: f"acct_test{n:010d}")
+    status = "active"
+    charges_enabled = True
+    payouts_enabled = True
+    details_submitted = True
+    requirements_due = factory.LazyFunction(list)
+
+
+class ProductFactory(BaseFactory):
+    class Meta:
+        model = Product
+        exclude = ("vendor",)
+
+    vendor = factory.SubFactory(VendorFactory)
+    vendor_id = factory.SelfAttribute("vendor.id")
+    name = factory.Sequence(lambda n: f"Product {n}")
+    description = ""
+    price = 1000
+    currency = "usd"
+    stock = 100
+    active = True

@@ -1,0 +1,60 @@
+"""The catalog: vendors create and edit products; anyone lists active ones."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from marketplace import money
+from marketplace.auth.models import User
+from marketplace.catalog.models import Product
+from marketplace.catalog.schemas import price_message
+from marketplace.errors import NotFound, ValidationFailed
+from marketplace.extensions import db
+from marketplace.pagination import paginate
+from marketplace.vendors.service import vendor_for_user
+
+EDITABLE = ("name", "description", "price", "currency", "stock", "active")
+
+
+def create_product(user: User, fields: dict[str, Any]) -> Product:
+    """A new product of the caller's vendor (which must exist)."""
+    vendor = vendor_for_user(user)
+    product = Product(vendor_id=vendor.id, **{k: fields[k] for k in EDITABLE if k in fields})
+    db.session.add(product)
+    db.session.commit()
+    return product
+
+
+def get_product(product_id: str) -> Product:
+    """One product by id (inactive ones too); 404 when unknown."""
+    product = db.session.get(Product, product_id)
+    if product is None:
+        raise NotFound("No such product.", code="product_not_found")
+    return product
+
+
+def list_products(page: int, per_page: int, vendor_id: str | None = None) -> dict:
+    """Active products, newest first; optionally one vendor's."""
+    stmt = select(Product).where(Product.active.is_(True))
+    if vendor_id:
+        stmt = stmt.where(Product.vendor_id == vendor_id)
+    stmt = stmt.order_by(Product.created_at.desc(), Product.id.desc())
+    return paginate(stmt, page, per_page).as_dict()
+
+
+def update_product(user: User, product_id: str, changes: dict[str, Any]) -> Product:
+    """Edit a product of the caller's vendor; anyone else's product is a 404."""
+    vendor = vendor_for_user(user)
+    product = db.session.get(Product, product_id)
+    if product is None or product.vendor_id != vendor.id:
+        raise NotFound("No such product.", code="product_not_found")
+    price = changes.get("price", product.price)
+    currency = changes.get("currency", product.currency)
+    if not money.is_valid_amount(price, currency):
+        raise ValidationFailed(details={"price": [price_message(currency)]})
+    for key in EDITABLE:
+        if key in changes:
+            setattr(product, key, changes[key])
+    db.session.commit()
+    return product
