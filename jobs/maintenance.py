@@ -7,3 +7,11 @@ from marketplace import outbox
 def relay_outbox() -> int:
     """Hand every committed, undelivered outbox row to the queue."""
     return outbox.relay()
+
+
+@job
+def reap_idempotency_keys() -> int:
+    """Delete Idempotency-Key records older than 24 hours."""
+    from marketplace import idempotency
+
+    return idempotency.reap()

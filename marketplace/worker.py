@@ -26,8 +26,9 @@ class ScheduledJob:
     job: str  # dotted path of a @job function
 
 
-# Later work appends entries here (payout runs, reconciliation, reapers).
-SCHEDULE: list[ScheduledJob] = []
+SCHEDULE: list[ScheduledJob] = [
+    ScheduledJob("reap-idempotency-keys", "17 * * * *", "jobs.maintenance.reap_idempotency_keys"),
+]
 
 
 class Ticker:
