@@ -55,11 +55,10 @@ def decode(body):
 
 
 class Params:
-    """Typed access to decoded parameters that records which keys were used."""
+    """Typed access to decoded parameters."""
 
-    def __init__(self, data, allowed=None):
+    def __init__(self, data):
         self.data = data if isinstance(data, dict) else {}
-        self.allowed = allowed
 
     def check(self, *allowed):
         """Reject any top-level parameter not in `allowed` (expand is always allowed)."""

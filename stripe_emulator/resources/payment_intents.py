@@ -294,13 +294,11 @@ def retrieve_payment_intent(ctx):
 def update_payment_intent(ctx):
     """POST /v1/payment_intents/{id}."""
     p = ctx.params.check(*UPDATE_PARAMS)
-    emu = ctx.emu
     pi = _get(ctx)
     money_keys = ("amount", "currency", "transfer_data", "application_fee_amount",
                   "payment_method", "capture_method")
     if pi["status"] not in CONFIRMABLE and any(p.has(k) for k in money_keys):
         raise _unexpected(ctx, pi, "update")
-    previous = {}
     amount, cur, fee, transfer_data = _money_terms(ctx, p, pi)
     changes = {"amount": amount, "currency": cur, "application_fee_amount": fee,
                "transfer_data": transfer_data}
@@ -314,13 +312,8 @@ def update_payment_intent(ctx):
             changes[key] = p.str(key)
     if p.has("capture_method"):
         changes["capture_method"] = p.str("capture_method", choices=("automatic", "manual"))
-    for key, value in changes.items():
-        if pi[key] != value:
-            previous[key] = pi[key]
-            pi[key] = value
-    before = apply_metadata(pi, p)
-    if before is not None:
-        previous["metadata"] = before
+    pi.update(changes)
+    apply_metadata(pi, p)
     return show(ctx, pi)
 
 
