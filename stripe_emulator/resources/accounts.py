@@ -1,7 +1,7 @@
 """Connected accounts, their bank accounts, account links and onboarding."""
 import copy
 
-from ..errors import StripeError, invalid
+from ..errors import StripeError
 from ..routes import route
 from .common import apply_metadata, currency, list_response, show
 
