@@ -27,6 +27,8 @@ class IdempotencyStore:
             if entry is not None and now - entry["created"] > TTL:
                 entry = None
             if entry is None:
+                if len(self._entries) % 1000 == 999:
+                    self._sweep(now)
                 self._entries[scope] = {"fingerprint": fingerprint, "created": now,
                                         "done": False}
                 return None
@@ -45,6 +47,12 @@ class IdempotencyStore:
                     % scope[-1], code="idempotency_key_in_use", type="idempotency_error",
                     status=409, saved=False, headers={"Stripe-Should-Retry": "true"})
             return entry
+
+    def _sweep(self, now):
+        # the stripe package sends a fresh key with every POST: drop expired ones
+        expired = [k for k, e in self._entries.items() if now - e["created"] > TTL]
+        for key in expired:
+            del self._entries[key]
 
     def finish(self, scope, status, body, request_id):
         """Store the first answer for replay."""
