@@ -47,6 +47,7 @@ def _import_models() -> None:
     import marketplace.auth.models  # noqa: F401
     import marketplace.catalog.models  # noqa: F401
     import marketplace.idempotency  # noqa: F401
+    import marketplace.ledger.models  # noqa: F401
     import marketplace.orders.models  # noqa: F401
     import marketplace.outbox  # noqa: F401
     import marketplace.vendors.models  # noqa: F401

@@ -78,11 +78,20 @@ def _clean(engine) -> None:
                 conn.execute(sa.text(f"DELETE FROM {name}"))
 
 
+def _assert_ledger_balanced() -> None:
+    """Every entry any test created balances per currency (checked before each clean-up)."""
+    from marketplace.ledger.service import unbalanced_entries
+
+    db.session.rollback()
+    assert unbalanced_entries() == [], "unbalanced ledger entries"
+
+
 @pytest.fixture
 def app(migrated):
     app = make_app(migrated)
     with app.app_context():
         yield app
+        _assert_ledger_balanced()
         db.session.remove()
         _clean(db.engine)
         db.engine.dispose()
@@ -111,6 +120,7 @@ def redis_app(migrated, redis_url):
     app = make_app(migrated, REDIS_URL=redis_url)
     with app.app_context():
         yield app
+        _assert_ledger_balanced()
         db.session.remove()
         _clean(db.engine)
         db.engine.dispose()

@@ -1,0 +1,107 @@
+"""The only writer of ledger postings: balanced, idempotent, append-only entries.
+
+Callers pass the postings of one movement; `post()` adds the entry to the caller's
+transaction (it never commits: the calling service owns the transaction). Account
+names are typed strings: `platform:stripe_balance`, `platform:fee_revenue`,
+`platform:stripe_fees`, `platform:refunds`, `vendor:<id>:stripe_balance`,
+`vendor:<id>:paid_out`, `shopper:clearing` ...
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from marketplace.database import utcnow
+from marketplace.errors import AppError
+from marketplace.extensions import db
+from marketplace.ledger.models import JournalEntry, Posting
+
+
+class UnbalancedEntry(AppError):
+    status, code, message = 500, "ledger_unbalanced", "A ledger entry did not balance."
+
+
+class ConflictingEntry(AppError):
+    status, code, message = 500, "ledger_conflict", "A ledger entry was recorded twice with different postings."
+
+
+@dataclass(frozen=True)
+class Line:
+    account: str
+    currency: str
+    amount: int
+
+
+def platform(name: str) -> str:
+    """A platform account, e.g. platform('stripe_balance')."""
+    return f"platform:{name}"
+
+
+def vendor(vendor_id: str, name: str) -> str:
+    """A vendor account, e.g. vendor('ven_1', 'stripe_balance')."""
+    return f"vendor:{vendor_id}:{name}"
+
+
+def post(kind: str, lines: list[Line], *, key: str, occurred_at: datetime | None = None,
+         description: str = "", stripe_object_id: str | None = None,
+         stripe_balance_transaction_id: str | None = None, stripe_account: str | None = None,
+         local_type: str | None = None, local_id: str | None = None) -> JournalEntry:
+    """Record one balanced movement once (keyed by `key`); returns the entry."""
+    _check(lines)
+    existing = db.session.scalar(select(JournalEntry).where(JournalEntry.entry_key == key))
+    if existing is not None:
+        if _signature(existing.postings) != _signature(lines):
+            raise ConflictingEntry(details={"entry_key": key})
+        return existing
+    entry = JournalEntry(
+        entry_key=key, kind=kind, description=description[:300], occurred_at=occurred_at or utcnow(),
+        stripe_object_id=stripe_object_id, stripe_balance_transaction_id=stripe_balance_transaction_id,
+        stripe_account=stripe_account, local_type=local_type, local_id=local_id,
+        postings=[Posting(seq=i, account=line.account, currency=line.currency, amount=line.amount)
+                  for i, line in enumerate(lines)],
+    )
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+def _check(lines: list[Line]) -> None:
+    if len(lines) < 2:
+        raise UnbalancedEntry("An entry needs at least two postings.")
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        if type(line.amount) is not int or line.amount == 0:
+            raise UnbalancedEntry("Posting amounts are non-zero integers in minor units.")
+        if len(line.currency) != 3 or line.currency != line.currency.lower():
+            raise UnbalancedEntry("Currencies are lowercase ISO codes.")
+        totals[line.currency] += line.amount
+    unbalanced = {currency: total for currency, total in totals.items() if total != 0}
+    if unbalanced:
+        raise UnbalancedEntry(details={"unbalanced": unbalanced})
+
+
+def _signature(lines) -> list[tuple[str, str, int]]:
+    return sorted((line.account, line.currency, line.amount) for line in lines)
+
+
+def balance(account: str, currency: str) -> int:
+    """Sum of postings on one account in one currency."""
+    total = db.session.scalar(
+        select(func.coalesce(func.sum(Posting.amount), 0)).where(
+            Posting.account == account, Posting.currency == currency
+        )
+    )
+    return int(total)
+
+
+def unbalanced_entries() -> list[tuple[str, str, int]]:
+    """Every (entry id, currency, sum) whose postings do not sum to zero: always empty."""
+    stmt = (
+        select(Posting.entry_id, Posting.currency, func.sum(Posting.amount))
+        .group_by(Posting.entry_id, Posting.currency)
+        .having(func.sum(Posting.amount) != 0)
+    )
+    return [(row[0], row[1], int(row[2])) for row in db.session.execute(stmt)]
