@@ -77,6 +77,11 @@ class OrderItemSchema(Schema):
     amount = fields.Integer(required=True)
 
 
+class FrozenFeePolicySchema(Schema):
+    percent_bps = fields.Integer(required=True)
+    fixed = fields.Integer(required=True)
+
+
 class OrderSplitSchema(Schema):
     id = fields.String(required=True)
     vendor_id = fields.String(required=True)
@@ -86,10 +91,15 @@ class OrderSplitSchema(Schema):
     refunded = fields.Integer(required=True)
     status = fields.String(required=True)
     stripe_transfer_id = fields.String(required=True, allow_none=True)
-    fee_policy = fields.Function(
-        lambda s: {"percent_bps": s.percent_bps, "fixed": s.fixed},
+    fee_policy = fields.Nested(
+        FrozenFeePolicySchema,
         metadata={"description": "the policy frozen on this split when the order was made"},
     )
+
+    def get_attribute(self, obj, attr, default):
+        if attr == "fee_policy":
+            return {"percent_bps": obj.percent_bps, "fixed": obj.fixed}
+        return super().get_attribute(obj, attr, default)
 
 
 class PaymentSummarySchema(Schema):
@@ -118,8 +128,15 @@ class OrderSchema(Schema):
     charge_type = fields.String(required=True, metadata={"enum": list(CHARGE_TYPES)})
     items = fields.List(fields.Nested(OrderItemSchema), required=True)
     splits = fields.List(fields.Nested(OrderSplitSchema), required=True)
-    payment = fields.Function(_payment, allow_none=True, metadata={"type": "object", "nullable": True})
-    created_at = fields.Function(lambda o: isoformat(o.created_at), metadata={"format": "date-time"})
+    payment = fields.Nested(PaymentSummarySchema, required=True, allow_none=True)
+    created_at = fields.Function(
+        lambda o: isoformat(o.created_at), required=True, metadata={"type": "string", "format": "date-time"}
+    )
+
+    def get_attribute(self, obj, attr, default):
+        if attr == "payment":
+            return _payment(obj)
+        return super().get_attribute(obj, attr, default)
 
 
 class OrderListArgsSchema(PageArgsSchema):
@@ -134,5 +151,7 @@ class SaleSchema(OrderSplitSchema):
 
     order_id = fields.String(required=True)
     currency = fields.String(required=True)
-    order_status = fields.Function(lambda s: s.order.status)
-    created_at = fields.Function(lambda s: isoformat(s.created_at), metadata={"format": "date-time"})
+    order_status = fields.Function(lambda s: s.order.status, metadata={"type": "string"})
+    created_at = fields.Function(
+        lambda s: isoformat(s.created_at), metadata={"type": "string", "format": "date-time"}
+    )

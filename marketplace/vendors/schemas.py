@@ -1,6 +1,7 @@
 """Request and response bodies of /api/vendors and /api/admin/vendors."""
 from marshmallow import Schema, fields, validate
 
+from marketplace.orders.models import STATUSES as ORDER_STATUSES
 from marketplace.pagination import PageArgsSchema
 from marketplace.vendors.models import STATUSES
 
@@ -21,12 +22,6 @@ class VendorCreateSchema(Schema):
     email = fields.Email(validate=validate.Length(max=254))
 
 
-def _fee_policy(vendor):
-    from marketplace.vendors.service import fee_policy
-
-    return fee_policy(vendor)._asdict()
-
-
 class VendorSchema(Schema):
     id = fields.String(required=True)
     display_name = fields.String(required=True)
@@ -36,8 +31,20 @@ class VendorSchema(Schema):
     charges_enabled = fields.Boolean(required=True)
     payouts_enabled = fields.Boolean(required=True)
     requirements_due = fields.List(fields.String(), required=True)
-    fee_policy = fields.Function(_fee_policy, required=True, metadata={"type": "object"})
-    fee_policy_overridden = fields.Function(lambda v: v.fee_percent_bps is not None)
+    fee_policy = fields.Nested(
+        FeePolicySchema, required=True,
+        metadata={"description": "the effective policy: the vendor's override or the platform default"},
+    )
+    fee_policy_overridden = fields.Boolean(required=True)
+
+    def get_attribute(self, obj, attr, default):
+        from marketplace.vendors.service import fee_policy
+
+        if attr == "fee_policy":
+            return fee_policy(obj)._asdict()
+        if attr == "fee_policy_overridden":
+            return obj.fee_percent_bps is not None
+        return super().get_attribute(obj, attr, default)
 
 
 class OnboardingLinkSchema(Schema):
@@ -58,4 +65,4 @@ class AdminVendorListArgsSchema(PageArgsSchema):
 
 
 class SalesArgsSchema(PageArgsSchema):
-    order_status = fields.String()
+    order_status = fields.String(validate=validate.OneOf(ORDER_STATUSES))

@@ -182,3 +182,44 @@ def test_only_vendor_users_become_vendors(client, auth, role, status):
 def test_vendor_body_validation(client, auth, body):
     response = create_vendor(client, auth.headers("vendor"), **body)
     assert response.status_code == 422 and response.get_json()["error"]["code"] == "validation_error"
+
+
+def _intent(emulator, confirm=False):
+    data = {"amount": 1000, "currency": "usd", "payment_method_types[]": "card"}
+    if confirm:
+        data.update(payment_method="pm_card_visa", confirm="true")
+    response = requests.post(f"{emulator.url}/v1/payment_intents", data=data, headers=KEY, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def _order_with_intent(client, auth, emulator, confirm):
+    from marketplace.orders.models import Order
+
+    shopper = auth.headers("shopper")
+    product = ProductFactory(stock=3)
+    created = client.post("/api/orders", json={"items": [{"product_id": product.id, "quantity": 1}]}, headers=shopper).get_json()
+    intent = _intent(emulator, confirm)
+    db.session.get(Order, created["id"]).payment_intent_id = intent["id"]
+    db.session.commit()
+    return created, intent, shopper, product
+
+
+def test_cancel_cancels_the_payment_intent(client, auth, emulator):
+    created, intent, shopper, product = _order_with_intent(client, auth, emulator, confirm=False)
+    response = client.post(f"/api/orders/{created['id']}/cancel", headers=shopper)
+    assert response.status_code == 200 and response.get_json()["status"] == "canceled"
+    assert response.get_json()["payment"]["payment_intent_id"] == intent["id"]
+    assert emu_get(emulator, f"/v1/payment_intents/{intent['id']}")["status"] == "canceled"
+    db.session.expire_all()
+    assert db.session.get(type(product), product.id).stock == 3
+
+
+def test_an_order_whose_payment_succeeded_is_not_canceled(client, auth, emulator):
+    created, intent, shopper, product = _order_with_intent(client, auth, emulator, confirm=True)
+    assert intent["status"] == "succeeded"
+    response = client.post(f"/api/orders/{created['id']}/cancel", headers=shopper)
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "payment_not_cancelable"
+    assert client.get(f"/api/orders/{created['id']}", headers=shopper).get_json()["status"] == "pending_payment"
+    db.session.expire_all()
+    assert db.session.get(type(product), product.id).stock == 2
