@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
-from marketplace import stripe_gateway
+from marketplace import idempotency, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.catalog.models import Product
 from marketplace.database import utcnow
@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 def create_order(user: User, items: list[dict[str, Any]]) -> Order:
     """Price the cart from the catalog, reserve stock atomically and record the order."""
+    earlier = idempotency.recovered("order")
+    if earlier:  # an attempt with this Idempotency-Key committed the order, then died
+        return get_order(user, earlier)
     merged = pricing.merge_lines(items)
     products = _load(Product, [pid for pid, _, _ in merged])
     vendors = _load(Vendor, [p.vendor_id for p in products.values()])
@@ -37,6 +40,8 @@ def create_order(user: User, items: list[dict[str, Any]]) -> Order:
     pricing.check_total(draft.total, currency)
     _reserve_stock(merged)
     order = _record(user, draft)
+    db.session.flush()
+    idempotency.bind("order", order.id)
     db.session.commit()
     log.info("order %s created: %s %s, %d split(s)", order.id, order.total, currency, len(draft.splits))
     return order

@@ -243,3 +243,35 @@ def test_vendor_sales_lists_its_splits(client, auth, shopper):
     assert sale["order_id"] == created["id"] and sale["vendor_id"] == vendor.id
     assert sale["subtotal"] == 2000 and sale["order_status"] == "pending_payment"
     assert client.get("/api/vendors/me/sales", headers=auth.headers("shopper")).status_code == 403
+
+
+def test_idempotency_key_replays_the_order_and_reserves_stock_once(client, shopper):
+    product = ProductFactory(stock=10)
+    headers = {**shopper[1], "Idempotency-Key": "cart-42"}
+    body = {"items": [{"product_id": product.id, "quantity": 3}]}
+    first = client.post("/api/orders", json=body, headers=headers)
+    again = client.post("/api/orders", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == first.get_json() and again.headers["Idempotent-Replayed"] == "true"
+    assert stock_of(product.id) == 7
+    other = client.post("/api/orders", json={"items": [{"product_id": product.id, "quantity": 1}]}, headers=headers)
+    assert other.status_code == 422 and other.get_json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_crashed_attempt_is_recovered_not_repeated(app, client, shopper):
+    from flask import g
+
+    from marketplace import idempotency
+    from marketplace.idempotency import IdempotencyKey
+
+    product = ProductFactory(stock=10)
+    key = IdempotencyKey(user_id=shopper[0].id, key="k", request_method="POST", request_path="/api/orders",
+                         request_fingerprint="f", locked_at=None)
+    db.session.add(key)
+    db.session.commit()
+    with app.test_request_context():
+        g.idempotency_key_id = key.id
+        first = service.create_order(shopper[0], [{"product_id": product.id, "quantity": 2}])
+        assert idempotency.recovered("order") == first.id
+        second = service.create_order(shopper[0], [{"product_id": product.id, "quantity": 2}])
+    assert second.id == first.id and stock_of(product.id) == 8
