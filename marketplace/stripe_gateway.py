@@ -7,8 +7,9 @@ AppErrors here and nowhere else; messages never carry secrets or raw Stripe payl
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import stripe
 from flask import current_app
@@ -18,6 +19,7 @@ from marketplace.errors import AppError, Conflict, ServiceUnavailable, Validatio
 log = logging.getLogger(__name__)
 
 _EXTENSION = "stripe_client"
+WEBHOOK_TOLERANCE = 300  # seconds, as Stripe's libraries default to
 CANCELABLE_STATUSES = (
     "requires_payment_method", "requires_capture", "requires_confirmation", "requires_action",
     "processing",
@@ -34,6 +36,10 @@ class RateLimited(AppError):
 
 class StripeFailure(AppError):
     status, code, message = 502, "stripe_error", "The payment provider rejected the request."
+
+
+class InvalidWebhook(AppError):
+    status, code, message = 400, "invalid_signature", "The webhook signature could not be verified."
 
 
 def client() -> stripe.StripeClient:
@@ -65,7 +71,8 @@ def translate_error(error: stripe.StripeError, client_params: Iterable[str] = ()
         decline = (getattr(error.error, "decline_code", None) if error.error else None)
         return PaymentDeclined(details={**details, "decline_code": decline or "generic_decline"})
     if isinstance(error, stripe.RateLimitError):
-        return RateLimited(details=details, headers={"Retry-After": "2"})
+        retry_after = (error.headers or {}).get("Retry-After") or "2"
+        return RateLimited(details=details, headers={"Retry-After": str(retry_after)})
     if isinstance(error, stripe.InvalidRequestError):
         param = getattr(error, "param", None)
         if param and param.split("[")[0] in set(client_params):
@@ -169,3 +176,45 @@ def _cancel_payment_intent(payment_intent_id: str, idempotency_key: str) -> dict
         payment_intent_id, {}, {"idempotency_key": idempotency_key}
     )
     return to_dict(intent)
+
+
+def verify_webhook(raw_body: bytes, header: str | None, secrets: Iterable[str]) -> dict:
+    """The event of a signed delivery, checked against each secret in turn (300 s tolerance).
+
+    `WebhookSignature.verify_header` is the check `Webhook.construct_event` makes; parsing
+    the JSON ourselves skips building a StripeObject (400 us against 27 us per event).
+    """
+    if not header:
+        raise InvalidWebhook("The Stripe-Signature header is missing.")
+    try:
+        payload = raw_body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidWebhook("The webhook body is not UTF-8.", code="invalid_payload") from None
+    if not any(_signed_by(payload, header, secret) for secret in secrets):
+        raise InvalidWebhook("No signature matches, or the timestamp is outside the tolerance.")
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict) or event.get("object") != "event":
+        raise InvalidWebhook("The webhook body is not a Stripe event.", code="invalid_payload")
+    return event
+
+
+def _signed_by(payload: str, header: str, secret: str) -> bool:
+    try:
+        return stripe.WebhookSignature.verify_header(payload, header, secret, WEBHOOK_TOLERANCE)
+    except stripe.SignatureVerificationError:
+        return False
+
+
+def list_events(created_gte: int, account: str | None = None) -> Iterator[dict]:
+    """Every event created at or after `created_gte` (unix), the platform's or `account`'s."""
+    options = {"stripe_account": account} if account else {}
+    try:
+        page = client().v1.events.list({"created": {"gte": created_gte}, "limit": 100}, options)
+        for event in page.auto_paging_iter():
+            yield to_dict(event)
+    except stripe.StripeError as error:  # raised while paging, outside any decorator's reach
+        log.warning("stripe events.list failed: %s code=%s", type(error).__name__, error.code)
+        raise translate_error(error) from None

@@ -139,7 +139,9 @@ def test_a_timeout_after_stripe_created_the_account_resumes_the_same_account(cli
     emu_post(emulator, "/_emulator/faults", path_prefix="/v1/accounts", mode="delay", seconds=1.5, count=1)
     failed = create_vendor(client, headers)
     assert failed.status_code == 503
-    time.sleep(1.0)  # the emulator finishes the slow request and creates the account
+    deadline = time.monotonic() + 5  # the emulator finishes the slow request and creates the account
+    while not accounts_at_stripe(emulator) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert len(accounts_at_stripe(emulator)) == 1
     link = client.post("/api/vendors/me/onboarding-link", headers=headers)  # resumes, same key
     assert link.status_code == 201
