@@ -225,3 +225,18 @@ def test_an_order_whose_payment_succeeded_is_not_canceled(client, auth, emulator
     assert client.get(f"/api/orders/{created['id']}", headers=shopper).get_json()["status"] == "pending_payment"
     db.session.expire_all()
     assert db.session.get(type(product), product.id).stock == 2
+
+
+def test_a_definite_rejection_by_stripe_leaves_no_row(client, auth, monkeypatch):
+    from marketplace.errors import ValidationFailed
+
+    def reject(*args, **kwargs):
+        raise ValidationFailed(details={"country": ["Rejected by the payment provider (invalid)."]})
+
+    _, headers = auth.user("vendor")
+    monkeypatch.setattr(stripe_gateway, "create_express_account", reject)
+    response = create_vendor(client, headers, country="KP")
+    assert response.status_code == 422 and "country" in response.get_json()["error"]["details"]
+    assert db.session.scalar(select(func.count()).select_from(Vendor)) == 0
+    monkeypatch.undo()
+    assert create_vendor(client, headers, country="US").status_code == 201
