@@ -92,9 +92,14 @@ class Config:
         self.TOKEN_TTL_SECONDS = _int(env, "TOKEN_TTL_SECONDS", 12 * 3600, minimum=60)
         self.OUTBOX_RELAY_INTERVAL = _int(env, "OUTBOX_RELAY_INTERVAL", 5, minimum=1)
         self.OUTBOX_MAX_ATTEMPTS = _int(env, "OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
+        # Processing attempts per webhook event before it is marked failed (then: replay).
+        self.WEBHOOK_MAX_ATTEMPTS = _int(env, "WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
         self.STRIPE_TIMEOUT_SECONDS = _int(env, "STRIPE_TIMEOUT_SECONDS", 30, minimum=1)
         self.SUPPORTED_CURRENCIES = _currencies(env.get("SUPPORTED_CURRENCIES"))
+        # Who bears a disputed sale while the dispute is open: the vendor (its transfer is
+        # reversed, and re-made if the dispute is won) or the platform alone.
+        self.DISPUTE_RECOVERY = (env.get("DISPUTE_RECOVERY") or "vendor").lower()
         self.STRIPE_ONBOARDING_RETURN_URL = (
             env.get("STRIPE_ONBOARDING_RETURN_URL") or "http://localhost:5000/onboarding/return"
         )
@@ -146,6 +151,8 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
     base = cfg.get("STRIPE_API_BASE")
     if base is not None and not re.match(r"^https?://[^\s/]+", base):
         raise ConfigError("STRIPE_API_BASE must be an http(s) URL")
+    if cfg.get("DISPUTE_RECOVERY", "vendor") not in ("vendor", "platform"):
+        raise ConfigError("DISPUTE_RECOVERY must be vendor or platform")
     redis_url = cfg.get("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")

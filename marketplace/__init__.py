@@ -51,6 +51,7 @@ def _import_models() -> None:
     import marketplace.orders.models  # noqa: F401
     import marketplace.outbox  # noqa: F401
     import marketplace.vendors.models  # noqa: F401
+    import marketplace.webhooks.models  # noqa: F401
 
 
 def register_blueprints(app: Flask) -> None:
@@ -61,8 +62,13 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.orders.routes import blp as orders_blp
     from marketplace.vendors.admin_routes import blp as admin_vendors_blp
     from marketplace.vendors.routes import blp as vendors_blp
+    from marketplace.webhooks.admin_routes import blp as admin_webhooks_blp
+    from marketplace.webhooks.routes import blp as webhooks_blp
 
-    for blp in (health_blp, auth_blp, vendors_blp, products_blp, orders_blp, admin_vendors_blp):
+    for blp in (
+        health_blp, auth_blp, vendors_blp, products_blp, orders_blp, admin_vendors_blp,
+        webhooks_blp, admin_webhooks_blp,
+    ):
         api.register_blueprint(blp)
 
 
@@ -90,8 +96,10 @@ def register_hooks(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from marketplace.auth.cli import users_cli
     from marketplace.demo.command import demo_command
+    from marketplace.webhooks.cli import stripe_cli
     from marketplace.worker import worker_command
 
     app.cli.add_command(users_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(demo_command)
+    app.cli.add_command(stripe_cli)

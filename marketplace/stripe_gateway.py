@@ -155,9 +155,10 @@ def create_account_link(account_id: str, refresh_url: str, return_url: str) -> d
 
 
 @_stripe_call()
-def retrieve_payment_intent(payment_intent_id: str) -> dict:
-    """The PaymentIntent as Stripe sees it now."""
-    return to_dict(client().v1.payment_intents.retrieve(payment_intent_id))
+def retrieve_payment_intent(payment_intent_id: str, expand: list[str] | None = None) -> dict:
+    """The PaymentIntent as Stripe sees it now (with `expand` paths when given)."""
+    params = {"expand": expand} if expand else {}
+    return to_dict(client().v1.payment_intents.retrieve(payment_intent_id, params))
 
 
 def cancel_payment_intent(payment_intent_id: str, idempotency_key: str) -> dict:
@@ -218,3 +219,90 @@ def list_events(created_gte: int, account: str | None = None) -> Iterator[dict]:
     except stripe.StripeError as error:  # raised while paging, outside any decorator's reach
         log.warning("stripe events.list failed: %s code=%s", type(error).__name__, error.code)
         raise translate_error(error) from None
+
+
+def _opts(idempotency_key: str | None = None, account: str | None = None) -> dict:
+    options: dict[str, str] = {}
+    if idempotency_key:
+        options["idempotency_key"] = idempotency_key
+    if account:
+        options["stripe_account"] = account
+    return options
+
+
+@_stripe_call()
+def create_payment_intent(params: dict, idempotency_key: str) -> dict:
+    """Create a PaymentIntent (one per order: the key is derived from the order id)."""
+    return to_dict(client().v1.payment_intents.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call(client_params=("payment_method",))
+def confirm_payment_intent(payment_intent_id: str, payment_method: str, idempotency_key: str,
+                           expand: list[str] | None = None) -> dict:
+    """Confirm a PaymentIntent with a payment method; a decline raises PaymentDeclined (402)."""
+    params: dict[str, Any] = {"payment_method": payment_method}
+    if expand:
+        params["expand"] = expand
+    intent = client().v1.payment_intents.confirm(payment_intent_id, params, _opts(idempotency_key))
+    return to_dict(intent)
+
+
+@_stripe_call()
+def retrieve_charge(charge_id: str, account: str | None = None, expand: list[str] | None = None) -> dict:
+    """A charge (or a connected account's `py_` payment when `account` is given)."""
+    params = {"expand": expand} if expand else {}
+    return to_dict(client().v1.charges.retrieve(charge_id, params, _opts(account=account)))
+
+
+@_stripe_call()
+def create_transfer(params: dict, idempotency_key: str) -> dict:
+    """Create a transfer to a connected account (key derived from the local row)."""
+    return to_dict(client().v1.transfers.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def create_transfer_reversal(transfer_id: str, params: dict, idempotency_key: str) -> dict:
+    """Reverse part of a transfer (key derived from the local row)."""
+    reversal = client().v1.transfers.reversals.create(transfer_id, params, _opts(idempotency_key))
+    return to_dict(reversal)
+
+
+@_stripe_call()
+def create_refund(params: dict, idempotency_key: str) -> dict:
+    """Refund (part of) a charge (key derived from the local refund id)."""
+    return to_dict(client().v1.refunds.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def retrieve_refund(refund_id: str, account: str | None = None, expand: list[str] | None = None) -> dict:
+    """A refund (or a connected account's `pyr_` payment refund when `account` is given)."""
+    params = {"expand": expand} if expand else {}
+    return to_dict(client().v1.refunds.retrieve(refund_id, params, _opts(account=account)))
+
+
+@_stripe_call()
+def list_application_fee_refunds(fee_id: str) -> list[dict]:
+    """Every refund of an application fee, with its balance transaction."""
+    page = client().v1.application_fees.refunds.list(
+        fee_id, {"limit": 100, "expand": ["data.balance_transaction"]}
+    )
+    return [to_dict(item) for item in page.auto_paging_iter()]
+
+
+@_stripe_call()
+def retrieve_dispute(dispute_id: str) -> dict:
+    """A dispute with its balance transactions."""
+    return to_dict(client().v1.disputes.retrieve(dispute_id))
+
+
+@_stripe_call()
+def retrieve_transfer(transfer_id: str) -> dict:
+    """A transfer as Stripe sees it now."""
+    return to_dict(client().v1.transfers.retrieve(transfer_id))
+
+
+@_stripe_call()
+def list_refunds(charge_id: str) -> list[dict]:
+    """Every refund of a charge, with its balance transaction."""
+    page = client().v1.refunds.list({"charge": charge_id, "limit": 100, "expand": ["data.balance_transaction"]})
+    return [to_dict(item) for item in page.auto_paging_iter()]

@@ -1,0 +1,158 @@
+"""Receive, store once, process by job, retry, replay: the life of a Stripe event here."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, timezone
+
+from flask import current_app
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+
+from jobs.webhooks import process_event_job
+from marketplace import outbox, stripe_gateway
+from marketplace.database import new_id, utcnow
+from marketplace.errors import NotFound
+from marketplace.extensions import db
+from marketplace.pagination import paginate
+from marketplace.stripe_gateway import InvalidWebhook
+from marketplace.webhooks import handlers
+from marketplace.webhooks.models import WebhookEvent
+
+log = logging.getLogger(__name__)
+
+FINAL = ("processed", "ignored", "failed")
+_SECRET_PATTERNS = re.compile(
+    r"(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9_]+|whsec_[A-Za-z0-9_]+|Bearer\s+\S+|://[^\s/@:]+:[^\s/@]+@"
+)
+
+
+class RetryLater(Exception):
+    """Processing failed and will be retried with backoff by the job queue."""
+
+
+def webhook_secrets() -> list[str]:
+    """The endpoint secret, then the Connect endpoint's when one is set."""
+    config = current_app.config
+    return [s for s in (config["STRIPE_WEBHOOK_SECRET"], config.get("STRIPE_CONNECT_WEBHOOK_SECRET")) if s]
+
+
+def receive(raw_body: bytes, signature: str | None) -> bool:
+    """Verify and store a delivery; returns True when the event was already stored."""
+    event = stripe_gateway.verify_webhook(raw_body, signature, webhook_secrets())
+    _check_shape(event)
+    return not store(event, raw_body.decode("utf-8"), source="webhook")
+
+
+def _check_shape(event: dict) -> None:
+    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise InvalidWebhook("The event has no id or type.", code="invalid_payload")
+    live_key = current_app.config["STRIPE_SECRET_KEY"].startswith(("sk_live_", "rk_live_"))
+    if bool(event.get("livemode")) != live_key:
+        mode = "live" if event.get("livemode") else "test"
+        raise InvalidWebhook(f"A {mode} mode event does not belong to this endpoint.", code="invalid_payload")
+
+
+def store(event: dict, raw_body: str, source: str) -> bool:
+    """Insert the event and its processing job in one transaction; False if already stored."""
+    row = WebhookEvent(
+        id=new_id("whe"), stripe_event_id=event["id"], type=event["type"],
+        account=event.get("account"), livemode=bool(event.get("livemode")),
+        api_version=event.get("api_version"), stripe_created_at=_timestamp(event.get("created")),
+        source=source, status="received", attempts=0, raw_body=raw_body,
+    )
+    db.session.add(row)
+    outbox.add(process_event_job, row.id)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Two deliveries raced past each other: the unique event id let one row in.
+        db.session.rollback()
+        if is_stored(event["id"]):
+            return False
+        raise
+    return True
+
+
+def is_stored(stripe_event_id: str) -> bool:
+    """True when an event with this Stripe id is stored."""
+    return bool(db.session.scalar(select(exists().where(WebhookEvent.stripe_event_id == stripe_event_id))))
+
+
+def _timestamp(value) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=timezone.utc) if isinstance(value, int) else None
+
+
+def process_event(row_id: str) -> str:
+    """Run the event's handler once; record the outcome. Returns the event's status."""
+    row = db.session.get(WebhookEvent, row_id)
+    if row is None or row.status in FINAL:
+        status = row.status if row is not None else "missing"
+        db.session.rollback()
+        return status
+    row.attempts += 1
+    event = json.loads(row.raw_body)
+    db.session.commit()  # the attempt counts even if the process dies half way
+    try:
+        handlers.dispatch(event)
+    except handlers.Ignored as reason:
+        return _finish(row_id, "ignored", reason=str(reason))
+    except Exception as error:
+        db.session.rollback()
+        return _record_failure(row_id, error)
+    return _finish(row_id, "processed")
+
+
+def _finish(row_id: str, status: str, reason: str | None = None) -> str:
+    db.session.rollback()  # whatever a handler left uncommitted is not ours to commit
+    row = db.session.get(WebhookEvent, row_id)
+    row.status, row.reason, row.last_error, row.processed_at = status, reason, None, utcnow()
+    db.session.commit()
+    return status
+
+
+def _record_failure(row_id: str, error: Exception) -> str:
+    row = db.session.get(WebhookEvent, row_id)
+    row.last_error = safe_error(error)
+    give_up = row.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]
+    if give_up:
+        row.status, row.processed_at = "failed", utcnow()
+    log.warning("webhook event %s (%s) attempt %d failed: %s", row.stripe_event_id, row.type,
+                row.attempts, row.last_error)
+    attempts = row.attempts
+    db.session.commit()
+    if give_up:
+        return "failed"
+    # Raising hands the retry to the queue: RQ's Retry or the outbox's backoff (inline).
+    raise RetryLater(f"attempt {attempts} failed; retried with backoff") from error
+
+
+def safe_error(error: Exception) -> str:
+    """`Type: message`, with anything shaped like a key, secret, token or password removed."""
+    message = getattr(error, "message", None) or str(error)
+    code = getattr(error, "code", None)
+    text = f"{type(error).__name__}{f' ({code})' if isinstance(code, str) else ''}: {message}"
+    return _SECRET_PATTERNS.sub("[redacted]", text)[:1000]
+
+
+def list_events(page: int, per_page: int, status: str | None = None, type: str | None = None) -> dict:
+    """Stored events, newest first (admin)."""
+    stmt = select(WebhookEvent).order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
+    if status:
+        stmt = stmt.where(WebhookEvent.status == status)
+    if type:
+        stmt = stmt.where(WebhookEvent.type == type)
+    return paginate(stmt, page, per_page).as_dict()
+
+
+def replay(row_id: str) -> WebhookEvent:
+    """Queue the event for processing again, with a fresh attempt budget (admin)."""
+    row = db.session.get(WebhookEvent, row_id)
+    if row is None:
+        raise NotFound("No such webhook event.")
+    row.status, row.attempts, row.processed_at = "received", 0, None
+    outbox.add(process_event_job, row.id)
+    db.session.commit()
+    return row
+
