@@ -19,6 +19,11 @@ def demo_command() -> None:
     def app_factory(stripe_url: str):
         overrides = {key: base_config[key] for key in ("SQLALCHEMY_DATABASE_URI", "REDIS_URL")}
         overrides["STRIPE_API_BASE"] = stripe_url
+        overrides["LOG_LEVEL"] = "WARNING"  # the tour prints its own progress
         return create_app(overrides=overrides)
 
-    tour.run(app_factory, lambda: start_server(host="127.0.0.1", port=0))
+    def emulator_factory(webhook_url: str):
+        return start_server(host="127.0.0.1", port=0, webhook_url=webhook_url,
+                            webhook_secret=base_config["STRIPE_WEBHOOK_SECRET"])
+
+    tour.run(app_factory, emulator_factory)

@@ -25,6 +25,7 @@ class ApiClient:
 
     def call(self, method: str, path: str, token: str | None = None, expect: int | tuple = (200, 201, 202),
              **kwargs: Any) -> Any:
+        """One request; raises DemoError unless the status is one of `expect`."""
         headers = kwargs.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -41,12 +42,16 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class ServedApp:
-    """A Flask app served on a free local port by a threaded werkzeug server."""
+    """A WSGI app served on a free local port; the app may be attached after the port is known."""
 
-    def __init__(self, app: Flask, host: str = "127.0.0.1"):
-        self._server = make_server(host, 0, app, threaded=True, request_handler=_QuietHandler)
+    def __init__(self, app: Flask | None = None, host: str = "127.0.0.1"):
+        self.app = app
+        self._server = make_server(host, 0, self._dispatch, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://{host}:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="demo-api", daemon=True)
+
+    def _dispatch(self, environ, start_response):
+        return self.app(environ, start_response)
 
     def start(self) -> "ServedApp":
         self._thread.start()
@@ -55,6 +60,17 @@ class ServedApp:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def wait_for(check, what: str, timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll `check()` until it returns something truthy (webhooks arrive asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise DemoError(f"timed out waiting for {what}")
 
 
 class Progress:

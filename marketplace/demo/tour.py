@@ -8,17 +8,29 @@ import click
 from flask import Flask
 
 from marketplace.auth import service as auth_service
-from marketplace.demo.runtime import ApiClient, Progress, ServedApp
+from marketplace.demo.runtime import ApiClient, Progress, ServedApp, wait_for
 
 PASSWORD = "demo-password-not-secret"
+
+VENDORS = [("vera", "Vera's Ceramics", "US"), ("victor", "Victor Vinyl", "US"), ("valentina", "Valentina Velo", "US")]
+SHOPPERS = ["sam", "sofia"]
+PRODUCTS = {
+    "vera": [("Stoneware mug", 2450, 40), ("Serving bowl", 6800, 12)],
+    "victor": [("Jazz LP", 3199, 25), ("Record sleeve pack", 899, 100)],
+    "valentina": [("Bike bell", 1575, 60), ("Saddle bag", 4990, 15)],
+}
 
 
 @dataclass
 class Actor:
+    name: str
     email: str
     role: str
     token: str = ""
     user_id: str = ""
+    vendor_id: str = ""
+    account_id: str = ""
+    products: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -26,6 +38,7 @@ class Tour:
     """State carried from step to step, and what the final report prints."""
 
     api: ApiClient
+    stripe_url: str
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     admin: Actor | None = None
     vendors: list[Actor] = field(default_factory=list)
@@ -34,18 +47,9 @@ class Tour:
     def email(self, name: str) -> str:
         return f"{name}+{self.run_id}@demo.example"
 
-
-def register_actors(tour: Tour) -> None:
-    """Three vendors and two shoppers register and take tokens over HTTP."""
-    for name, role, bucket in [("vera", "vendor", tour.vendors), ("victor", "vendor", tour.vendors),
-                               ("valentina", "vendor", tour.vendors), ("sam", "shopper", tour.shoppers),
-                               ("sofia", "shopper", tour.shoppers)]:
-        actor = Actor(tour.email(name), role)
-        body = tour.api.call("POST", "/api/auth/register", json={"email": actor.email, "password": PASSWORD,
-                                                                  "role": role}, expect=201)
-        actor.user_id = body["id"]
-        actor.token = login(tour, actor.email)
-        bucket.append(actor)
+    def emulator(self, method: str, path: str, **kwargs):
+        """Drive the Stripe emulator's controls (what a bank, a card network or time would do)."""
+        return ApiClient(self.stripe_url).call(method, path, **kwargs)
 
 
 def login(tour: Tour, email: str) -> str:
@@ -56,35 +60,78 @@ def create_admin(tour: Tour, app: Flask) -> None:
     """Admins are made on the command line; the tour does what `flask users create-admin` does."""
     with app.app_context():
         user_id = auth_service.create_user(tour.email("admin"), PASSWORD, "admin").id
-    tour.admin = Actor(tour.email("admin"), "admin", login(tour, tour.email("admin")), user_id)
+    tour.admin = Actor("admin", tour.email("admin"), "admin", login(tour, tour.email("admin")), user_id)
+
+
+def register_actors(tour: Tour) -> None:
+    """Three vendors and two shoppers register and take tokens over HTTP."""
+    people = [(name, "vendor", tour.vendors) for name, _, _ in VENDORS] + [(n, "shopper", tour.shoppers) for n in SHOPPERS]
+    for name, role, bucket in people:
+        actor = Actor(name, tour.email(name), role)
+        body = tour.api.call("POST", "/api/auth/register", json={"email": actor.email, "password": PASSWORD,
+                                                                  "role": role}, expect=201)
+        actor.user_id = body["id"]
+        actor.token = login(tour, actor.email)
+        bucket.append(actor)
+
+
+def onboard_vendors(tour: Tour) -> None:
+    """Each vendor gets an Express account and a link, finishes onboarding, and turns active via account.updated."""
+    for actor, (_, display_name, country) in zip(tour.vendors, VENDORS):
+        vendor = tour.api.call("POST", "/api/vendors", actor.token, json={"display_name": display_name,
+                                                                           "country": country}, expect=201)
+        actor.vendor_id, actor.account_id = vendor["id"], vendor["stripe_account_id"]
+        tour.api.call("POST", "/api/vendors/me/onboarding-link", actor.token, expect=201)
+        tour.emulator("POST", f"/_emulator/accounts/{actor.account_id}/onboard", json={})
+    for actor in tour.vendors:
+        wait_for(lambda a=actor: tour.api.call("GET", "/api/vendors/me", a.token)["status"] == "active",
+                 f"{actor.name} to become active")
+
+
+def list_products(tour: Tour) -> None:
+    """Vendors put their products on sale."""
+    for actor in tour.vendors:
+        for name, price, stock in PRODUCTS[actor.name]:
+            actor.products.append(tour.api.call("POST", "/api/products", actor.token, expect=201, json={
+                "name": name, "price": price, "currency": "usd", "stock": stock}))
 
 
 def report(tour: Tour) -> None:
     click.echo("")
     click.echo(f"Demo run {tour.run_id}")
     click.echo(f"  admin:    {tour.admin.email}")
-    for actor in tour.vendors + tour.shoppers:
-        click.echo(f"  {actor.role:<8}  {actor.email}")
+    for actor in tour.vendors:
+        listed = ", ".join(f"{p['name']} ({p['price']})" for p in actor.products)
+        click.echo(f"  vendor    {actor.email:<34} {actor.vendor_id}  {actor.account_id}  {listed}")
+    for actor in tour.shoppers:
+        click.echo(f"  shopper   {actor.email}")
+
+
+STEPS = [
+    ("Checking readiness", lambda tour, app: tour.api.call("GET", "/readyz", expect=200)),
+    ("Registering an admin, three vendors and two shoppers",
+     lambda tour, app: (create_admin(tour, app), register_actors(tour))),
+    ("Onboarding the vendors (Express accounts, links, account.updated webhooks)", lambda tour, app: onboard_vendors(tour)),
+    ("Listing products", lambda tour, app: list_products(tour)),
+]
 
 
 def run(app_factory, emulator_factory) -> None:
-    """Start the emulator and the API, then walk through the steps with progress shown."""
-    progress = Progress(total=4)
-    with progress.step("Starting the Stripe emulator"):
-        emulator = emulator_factory()
+    """Start the API and the emulator (webhooks to the API), then walk through the steps."""
+    progress = Progress(total=2 + len(STEPS))
+    with progress.step("Starting the API over HTTP"):
+        served = ServedApp().start()
     try:
-        with progress.step("Starting the API over HTTP against the emulator"):
-            app = app_factory(emulator.url)
-            served = ServedApp(app).start()
-        tour = Tour(api=ApiClient(served.url))
+        with progress.step("Starting the Stripe emulator, webhooks to the API"):
+            emulator = emulator_factory(f"{served.url}/api/webhooks/stripe")
+            served.app = app = app_factory(emulator.url)
         try:
-            with progress.step("Checking readiness"):
-                tour.api.call("GET", "/readyz", expect=200)
-            with progress.step("Registering an admin, three vendors and two shoppers"):
-                create_admin(tour, app)
-                register_actors(tour)
+            tour = Tour(api=ApiClient(served.url), stripe_url=emulator.url)
+            for title, step in STEPS:
+                with progress.step(title):
+                    step(tour, app)
             report(tour)
         finally:
-            served.stop()
+            emulator.stop()
     finally:
-        emulator.stop()
+        served.stop()
