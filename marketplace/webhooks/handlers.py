@@ -85,6 +85,7 @@ HANDLERS: dict[str, Handler] = {
     "charge.dispute.funds_withdrawn": _payments("handle_dispute_funds_withdrawn"),
     "charge.dispute.funds_reinstated": _payments("handle_dispute_funds_reinstated"),
     "charge.dispute.closed": _payments("handle_dispute_closed"),
+    "charge.dispute.updated": _payments("handle_dispute_updated"),
     "transfer.created": _payments("handle_transfer_created"),
     "transfer.reversed": _payments("handle_transfer_reversed"),
     "application_fee.refunded": _payments("handle_application_fee_refunded"),

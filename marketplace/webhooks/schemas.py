@@ -19,11 +19,11 @@ class WebhookEventSchema(Schema):
     status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     attempts = fields.Integer(required=True)
     last_error = fields.String(allow_none=True)
-    reason = fields.String(allow_none=True, metadata={"description": "why an event was ignored"})
-    source = fields.String(required=True, metadata={"enum": ["webhook", "sync"]})
     received_at = fields.Function(
         lambda e: isoformat(e.received_at), required=True, metadata={"type": "string", "format": "date-time"}
     )
+    reason = fields.String(allow_none=True, metadata={"description": "why an event was ignored"})
+    source = fields.String(required=True, metadata={"enum": ["webhook", "sync"]})
     processed_at = fields.Function(
         lambda e: isoformat(e.processed_at), allow_none=True, metadata={"type": "string", "format": "date-time"}
     )

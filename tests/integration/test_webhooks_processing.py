@@ -1,0 +1,208 @@
+"""Processing by job: dispatch, ignored types, failures with backoff, give-up, replay, admin list."""
+from datetime import timedelta
+
+import pytest
+from rq import SimpleWorker
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from marketplace import outbox, queue
+from marketplace.database import utcnow
+from marketplace.extensions import db
+from marketplace.outbox import OutboxMessage
+from marketplace.webhooks import handlers, service
+from marketplace.webhooks.models import WebhookEvent
+from tests.webhook_helpers import deliver, event
+
+FAILURES: dict[str, int] = {}
+CALLS: list[str] = []
+
+
+def flaky(event_: dict) -> None:
+    """Fails while FAILURES says so, leaking would-be secrets into its message."""
+    if FAILURES.get(event_["id"], 0) > 0:
+        FAILURES[event_["id"]] -= 1
+        raise RuntimeError("boom with sk_test_abc123 and whsec_s3cr3t and postgresql://u:pw@db/x")
+    CALLS.append(event_["id"])
+
+
+@pytest.fixture(autouse=True)
+def _flaky_type(monkeypatch):
+    monkeypatch.setitem(handlers.HANDLERS, "test.flaky", flaky)
+    FAILURES.clear()
+    CALLS.clear()
+
+
+def row_for(payload) -> WebhookEvent:
+    db.session.rollback()
+    return db.session.scalar(select(WebhookEvent).where(WebhookEvent.stripe_event_id == payload["id"]))
+
+
+def make_due() -> None:
+    db.session.rollback()
+    for message in db.session.scalars(select(OutboxMessage).where(OutboxMessage.dispatched_at.is_(None))):
+        message.available_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+
+
+def test_a_handled_event_is_processed_once(client):
+    payload = event("test.flaky")
+    deliver(client, payload)
+    deliver(client, payload)
+    row = row_for(payload)
+    assert (row.status, row.attempts, row.last_error) == ("processed", 1, None)
+    assert row.processed_at is not None and CALLS == [payload["id"]]
+
+
+def test_failure_is_recorded_retried_with_backoff_then_processed(client):
+    payload = event("test.flaky")
+    FAILURES[payload["id"]] = 2
+    assert deliver(client, payload).status_code == 200  # the answer does not wait for success
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("received", 1)
+    assert row.last_error.startswith("RuntimeError: boom")
+    for secret in ("sk_test_abc123", "whsec_s3cr3t", ":pw@"):
+        assert secret not in row.last_error
+    message = db.session.scalar(select(OutboxMessage))
+    first_delay = message.available_at - utcnow()
+    assert timedelta(0) < first_delay <= timedelta(seconds=2)
+    assert outbox.relay() == 0  # not due yet: backoff holds it
+    make_due()
+    outbox.relay()
+    message = db.session.scalar(select(OutboxMessage))
+    assert message.available_at - utcnow() > first_delay  # the delay grows
+    make_due()
+    outbox.relay()
+    row = row_for(payload)
+    assert (row.status, row.attempts, row.last_error) == ("processed", 3, None)
+    assert CALLS == [payload["id"]]
+
+
+def test_gives_up_after_the_limit_then_replay_processes_it(app, client, auth):
+    app.config["WEBHOOK_MAX_ATTEMPTS"] = 2
+    payload = event("test.flaky")
+    FAILURES[payload["id"]] = 10
+    deliver(client, payload)
+    make_due()
+    outbox.relay()
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("failed", 2) and "boom" in row.last_error
+    make_due()
+    assert outbox.relay() == 0 and row_for(payload).attempts == 2  # nothing further queued
+
+    FAILURES[payload["id"]] = 0
+    admin = auth.headers("admin")
+    response = client.post(f"/api/admin/webhook-events/{row.id}/replay", headers=admin)
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["id"] == row.id
+    row = row_for(payload)
+    assert (row.status, row.attempts, row.last_error) == ("processed", 1, None)
+    assert CALLS == [payload["id"]]
+
+
+def test_replay_of_an_unknown_event_is_404_and_admin_only(client, auth):
+    admin = auth.headers("admin")
+    assert client.post("/api/admin/webhook-events/whe_nope/replay", headers=admin).status_code == 404
+    assert client.post("/api/admin/webhook-events/whe_nope/replay", headers=auth.headers("vendor")).status_code == 403
+    assert client.post("/api/admin/webhook-events/whe_nope/replay").status_code == 401
+    assert client.get("/api/admin/webhook-events", headers=auth.headers("shopper")).status_code == 403
+
+
+def test_admin_list_filters_and_paginates(client, auth):
+    FAILURES.clear()
+    processed = [event("test.flaky") for _ in range(3)]
+    ignored = event("customer.created", account="acct_77")
+    for payload in [*processed, ignored]:
+        deliver(client, payload)
+    admin = auth.headers("admin")
+    body = client.get("/api/admin/webhook-events?per_page=2", headers=admin).get_json()
+    assert body["pagination"] == {"page": 1, "per_page": 2, "total_items": 4, "total_pages": 2}
+    first = body["data"][0]
+    assert list(first)[:8] == ["id", "stripe_event_id", "type", "account", "status", "attempts", "last_error", "received_at"]
+    assert first["stripe_event_id"] == ignored["id"] and first["account"] == "acct_77"
+    assert first["received_at"].endswith("Z")
+    only = client.get("/api/admin/webhook-events?status=ignored", headers=admin).get_json()["data"]
+    assert [e["stripe_event_id"] for e in only] == [ignored["id"]]
+    typed = client.get("/api/admin/webhook-events?type=test.flaky&status=processed", headers=admin).get_json()
+    assert typed["pagination"]["total_items"] == 3
+    bad = client.get("/api/admin/webhook-events?status=weird", headers=admin)
+    assert bad.status_code == 422 and "status" in bad.get_json()["error"]["details"]
+
+
+@pytest.mark.parametrize("type_", ["payout.paid", "payout.failed", "payout.canceled"])
+def test_payout_events_are_ignored_with_a_reason(client, type_):
+    payload = event(type_, {"id": "po_1", "object": "payout"}, account="acct_1")
+    deliver(client, payload)
+    row = row_for(payload)
+    assert row.status == "ignored" and "payouts work" in row.reason
+
+
+def test_handlers_cover_the_issue_s_event_types():
+    expected = {
+        "payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled",
+        "payment_intent.requires_action", "charge.refunded", "refund.updated", "refund.failed",
+        "charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated",
+        "charge.dispute.closed", "account.updated", "transfer.created", "transfer.reversed",
+        "payout.paid", "payout.failed", "payout.canceled", "application_fee.refunded",
+    }
+    assert expected <= set(handlers.HANDLERS)
+
+
+def test_a_service_function_that_does_not_exist_yet_means_ignored(monkeypatch):
+    handler = handlers.call_service("marketplace.no_such_module", "handle_it")
+    with pytest.raises(handlers.Ignored, match="no handler yet"):
+        handler(event("x.y"))
+    handler = handlers.call_service("marketplace.webhooks.service", "no_such_function")
+    with pytest.raises(handlers.Ignored):
+        handler(event("x.y"))
+
+
+def test_service_handlers_get_the_object_and_the_account_when_they_take_it(monkeypatch):
+    import types
+    seen = []
+    module = types.ModuleType("marketplace._probe_service")
+    module.plain = lambda obj: seen.append(("plain", obj["id"]))
+    module.scoped = lambda obj, account=None: seen.append(("scoped", obj["id"], account))
+    monkeypatch.setitem(__import__("sys").modules, "marketplace._probe_service", module)
+    handlers.call_service("marketplace._probe_service", "plain")(event("x", {"id": "tr_1"}, account="acct_5"))
+    handlers.call_service("marketplace._probe_service", "scoped")(event("x", {"id": "tr_2"}, account="acct_5"))
+    assert seen == [("plain", "tr_1"), ("scoped", "tr_2", "acct_5")]
+
+
+def test_safe_error_keeps_codes_and_drops_secrets():
+    from marketplace.errors import ServiceUnavailable
+    text = service.safe_error(ServiceUnavailable("down", code="stripe_unavailable"))
+    assert text == "ServiceUnavailable (stripe_unavailable): down"
+    assert "rk_live_zz" not in service.safe_error(ValueError("key rk_live_zz and Bearer abc.def"))
+
+
+def drain_rq():
+    SimpleWorker([queue.get_queue()], connection=queue.get_redis()).work(burst=True)
+
+
+def test_with_redis_the_answer_comes_first_and_a_worker_processes(redis_app):
+    client = redis_app.test_client()
+    payload = event("test.flaky")
+    assert deliver(client, payload).get_json() == {"received": True}
+    assert row_for(payload).status == "received" and CALLS == []  # acknowledged, not processed
+    assert queue.get_queue().count == 1
+    drain_rq()
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("processed", 1) and CALLS == [payload["id"]]
+
+
+def test_with_redis_a_failure_is_retried_by_rq_with_backoff(redis_app):
+    client = redis_app.test_client()
+    payload = event("test.flaky")
+    FAILURES[payload["id"]] = 1
+    deliver(client, payload)
+    drain_rq()
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("received", 1) and "boom" in row.last_error
+    registry = ScheduledJobRegistry(queue=queue.get_queue())
+    assert len(registry.get_job_ids()) == 1  # waiting for its backoff, not lost
+    # Run the scheduled retry now instead of waiting for the backoff to pass.
+    queue.get_queue().enqueue_job(queue.get_queue().fetch_job(registry.get_job_ids()[0]))
+    drain_rq()
+    row = row_for(payload)
+    assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
