@@ -95,6 +95,11 @@ class Config:
         # Processing attempts per webhook event before it is marked failed (then: replay).
         self.WEBHOOK_MAX_ATTEMPTS = _int(env, "WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
+        # flask-limiter syntax ("10 per minute; 100 per hour"), per client IP or per token.
+        self.RATELIMIT_ENABLED = (env.get("RATELIMIT_ENABLED") or "true").lower() != "false"
+        self.RATELIMIT_REGISTER = env.get("RATELIMIT_REGISTER") or "20 per hour"
+        self.RATELIMIT_TOKENS = env.get("RATELIMIT_TOKENS") or "10 per minute; 100 per hour"
+        self.RATELIMIT_CHECKOUT = env.get("RATELIMIT_CHECKOUT") or "60 per minute"
         self.STRIPE_TIMEOUT_SECONDS = _int(env, "STRIPE_TIMEOUT_SECONDS", 30, minimum=1)
         self.SUPPORTED_CURRENCIES = _currencies(env.get("SUPPORTED_CURRENCIES"))
         # Who bears a disputed sale while the dispute is open: the vendor (its transfer is

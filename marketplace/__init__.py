@@ -35,10 +35,12 @@ def configure(app: Flask, config: Config, overrides: Mapping[str, Any] | None) -
 
 def register_extensions(app: Flask) -> None:
     from marketplace.extensions import api, db, migrate
+    from marketplace.ratelimit import register_rate_limits
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     api.init_app(app)
+    register_rate_limits(app)
     _import_models()
 
 

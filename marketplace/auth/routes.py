@@ -4,11 +4,14 @@ from marketplace.auth.guard import current_user
 from marketplace.auth.schemas import RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
 from marketplace.database import isoformat
 from marketplace.openapi import Blueprint
+from marketplace.ratelimit import configured, ip_key, limiter
 
 blp = Blueprint("auth", __name__, url_prefix="/api/auth", description="Registration and tokens")
 
 
 @blp.route("/register", methods=["POST"])
+@limiter.limit(configured("RATELIMIT_REGISTER"), key_func=ip_key)
+@blp.errors(429)
 @blp.arguments(RegisterSchema)
 @blp.response(201, UserSchema)
 @blp.errors(409)
@@ -18,6 +21,8 @@ def register(body):
 
 
 @blp.route("/tokens", methods=["POST"])
+@limiter.limit(configured("RATELIMIT_TOKENS"), key_func=ip_key)
+@blp.errors(429)
 @blp.arguments(TokenRequestSchema)
 @blp.response(201, TokenSchema)
 @blp.errors(401)
