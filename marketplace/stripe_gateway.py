@@ -296,9 +296,10 @@ def retrieve_dispute(dispute_id: str) -> dict:
 
 
 @_stripe_call()
-def retrieve_transfer(transfer_id: str) -> dict:
+def retrieve_transfer(transfer_id: str, expand: list[str] | None = None) -> dict:
     """A transfer as Stripe sees it now."""
-    return to_dict(client().v1.transfers.retrieve(transfer_id))
+    params = {"expand": expand} if expand else {}
+    return to_dict(client().v1.transfers.retrieve(transfer_id, params))
 
 
 @_stripe_call()

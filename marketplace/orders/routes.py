@@ -40,6 +40,7 @@ def get_order(order_id):
 
 @blp.route("/<order_id>/cancel", methods=["POST"])
 @blp.auth("shopper")
+@idempotent
 @blp.response(200, OrderSchema)
 @blp.errors(404, 409, 502, 503)
 def cancel_order(order_id):

@@ -1,0 +1,1 @@
+"""Payments: PaymentIntents, transfers, refunds and disputes on Stripe Connect."""

@@ -1,0 +1,300 @@
+"""Paying for orders: one PaymentIntent per order, confirmation, and the PaymentIntent events.
+
+The `handle_*` functions are what the webhook jobs call (and what confirmation calls
+synchronously). Each re-fetches the object from Stripe rather than trusting the payload,
+is safe to call twice and in any order, and only moves state forward: a `paid` order never
+goes back. A declined card leaves the order `payment_failed`, which is still payable: the
+same PaymentIntent can be confirmed again with another payment method.
+
+Refund and dispute handlers live in `refunds` and `disputes`; they are re-exported here so
+the webhooks have one module to call.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from marketplace import idempotency, outbox, stripe_gateway
+from marketplace.auth.models import User
+from marketplace.database import utcnow
+from marketplace.errors import Conflict, NotFound
+from marketplace.extensions import db
+from marketplace.orders import service as orders_service
+from marketplace.orders.models import Order
+from marketplace.payments import ledger_entries as entries
+from marketplace.payments.locking import lock_order, payment_for_intent
+from marketplace.payments.models import Payment
+from marketplace.vendors.models import Vendor
+
+log = logging.getLogger(__name__)
+
+PAYABLE = ("pending_payment", "payment_failed")
+# Order states a succeeded payment moves forward to `paid` (never from a later state).
+BEFORE_PAID = ("pending_payment", "processing", "payment_failed")
+SUCCESS_EXPAND = [
+    "latest_charge.balance_transaction",
+    "latest_charge.transfer.balance_transaction",
+    "latest_charge.application_fee.balance_transaction",
+]
+
+
+def payment_intent_key(order_id: str) -> str:
+    """The Stripe idempotency key of the order's one PaymentIntent."""
+    return f"payment-intent-{order_id}"
+
+
+def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
+    """The order's PaymentIntent, made once whatever the retries; (payment, created now)."""
+    order = _own_order(user, order_id, lock=True)
+    existing = order.payment_summary
+    if existing is not None and order.status != "canceled":
+        recovered = idempotency.recovered("payment") == existing.id
+        db.session.commit()
+        return existing, recovered
+    if order.status not in PAYABLE:
+        raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    # The order row stays locked over this one call, so concurrent callers wait and then
+    # find the Payment; the idempotency key covers what a lock cannot (a crash, a retry).
+    intent = stripe_gateway.create_payment_intent(_intent_params(order), payment_intent_key(order.id))
+    payment = Payment(
+        order_id=order.id, shopper_id=order.shopper_id, payment_intent_id=intent["id"],
+        client_secret=intent["client_secret"], charge_type=order.charge_type, amount=order.total,
+        currency=order.currency, application_fee_amount=intent.get("application_fee_amount"),
+        status=intent["status"],
+    )
+    db.session.add(payment)
+    order.payment_intent_id = intent["id"]
+    db.session.flush()
+    idempotency.bind("payment", payment.id)
+    db.session.commit()
+    return payment, True
+
+
+def _own_order(user: User, order_id: str, lock: bool = False) -> Order:
+    order = lock_order(order_id) if lock else db.session.get(Order, order_id)
+    if order is None or order.shopper_id != user.id:
+        db.session.rollback()
+        raise NotFound("No such order.", code="order_not_found")
+    return order
+
+
+def _intent_params(order: Order) -> dict:
+    params = {
+        "amount": order.total, "currency": order.currency,
+        "payment_method_types": ["card"],
+        "metadata": {"order_id": order.id},
+    }
+    if order.charge_type == "destination":
+        split = order.splits[0]
+        vendor = db.session.get(Vendor, split.vendor_id)
+        params["transfer_data"] = {"destination": vendor.stripe_account_id}
+        params["application_fee_amount"] = split.platform_fee
+    else:
+        params["transfer_group"] = f"order_{order.id}"
+    return params
+
+
+def confirm(user: User, order_id: str, payment_method: str) -> dict:
+    """Confirm the order's PaymentIntent; success marks the order paid before answering."""
+    payment, _ = create_payment_intent(user, order_id)
+    if payment.status == "succeeded":
+        return _result(payment, None)
+    order = db.session.get(Order, order_id)
+    if order.status not in PAYABLE:
+        raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    payment.confirm_attempts += 1
+    key = f"confirm-{payment.id}-{payment.confirm_attempts}"
+    payment_id, intent_id = payment.id, payment.payment_intent_id
+    db.session.commit()  # no transaction stays open over the network call
+    try:
+        intent = stripe_gateway.confirm_payment_intent(intent_id, payment_method, key)
+    except stripe_gateway.PaymentDeclined:
+        handle_payment_intent_failed({"id": intent_id})
+        raise
+    return _after_confirm(db.session.get(Payment, payment_id), intent)
+
+
+def _after_confirm(payment: Payment, intent: dict) -> dict:
+    if intent["status"] == "succeeded":
+        handle_payment_intent_succeeded(intent)
+    elif intent["status"] == "requires_action":
+        handle_requires_action(intent)
+    elif intent["status"] == "requires_payment_method":
+        handle_payment_intent_failed(intent)
+    db.session.refresh(payment)
+    return _result(payment, intent.get("next_action"))
+
+
+def _result(payment: Payment, next_action) -> dict:
+    return {
+        "status": payment.status, "next_action": next_action,
+        "payment_intent_id": payment.payment_intent_id,
+        "order_status": db.session.get(Order, payment.order_id).status,
+    }
+
+
+def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
+    """Record the charge, its fee and every leg; mark the order paid; transfers follow in a job."""
+    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"], expand=SUCCESS_EXPAND)
+    if intent["status"] != "succeeded":
+        log.info("payment intent %s is %s, not succeeded: ignored", intent["id"], intent["status"])
+        return None
+    charge = intent["latest_charge"]
+    vendor_payment = _vendor_payment(charge)
+    payment, order = _locked_payment(intent["id"])
+    if payment is None:
+        return None
+    first = payment.status != "succeeded"
+    _record_success(payment, order, charge, vendor_payment)
+    if first and order.charge_type == "separate_transfers":
+        from jobs.payments import create_transfers
+
+        outbox.add(create_transfers, payment.id)
+    db.session.commit()
+    return payment
+
+
+def _vendor_payment(charge: dict) -> dict | None:
+    """A destination charge's py_ on the vendor's account, with its balance transaction."""
+    transfer = charge.get("transfer")
+    if not transfer:
+        return None
+    return stripe_gateway.retrieve_charge(
+        transfer["destination_payment"], account=transfer["destination"], expand=["balance_transaction"]
+    )
+
+
+def _locked_payment(intent_id: str) -> tuple[Payment | None, Order | None]:
+    payment = payment_for_intent(intent_id)
+    if payment is None:
+        db.session.rollback()
+        log.warning("payment intent %s belongs to no order: ignored", intent_id)
+        return None, None
+    order = lock_order(payment.order_id)
+    db.session.refresh(payment)
+    return payment, order
+
+
+def _record_success(payment: Payment, order: Order, charge: dict, vendor_payment: dict | None) -> None:
+    bt = charge["balance_transaction"]
+    payment.status = "succeeded"
+    payment.stripe_charge_id = charge["id"]
+    payment.stripe_balance_transaction_id = bt["id"]
+    payment.stripe_fee = int(bt["fee"])
+    payment.decline_code = None
+    payment.succeeded_at = payment.succeeded_at or utcnow()
+    entries.record_charge(bt, order.id)
+    if vendor_payment is not None:
+        _record_destination(order, charge, vendor_payment)
+    else:
+        for split in order.splits:
+            entries.record_platform_fee(split, split.platform_fee, key=f"platform-fee-{split.id}")
+    if order.status in BEFORE_PAID:
+        order.status = "paid"
+
+
+def _record_destination(order: Order, charge: dict, vendor_payment: dict) -> None:
+    split = order.splits[0]
+    transfer = charge["transfer"]
+    entries.record_transfer(transfer["balance_transaction"], split.vendor_id, split.id)
+    entries.record_vendor_payment(vendor_payment["balance_transaction"], split.vendor_id,
+                                  transfer["destination"], split.id)
+    if charge.get("application_fee"):
+        entries.record_application_fee(charge["application_fee"]["balance_transaction"], order.id)
+    split.stripe_transfer_id = transfer["id"]
+    if split.status == "pending":
+        split.status = "transferred"
+
+
+def handle_payment_intent_failed(payment_intent: dict) -> Payment | None:
+    """A declined attempt: the order becomes payment_failed (still payable); paid orders are untouched."""
+    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
+    if intent["status"] not in ("requires_payment_method", "canceled"):
+        return None
+    payment, order = _locked_payment(intent["id"])
+    if payment is None:
+        return None
+    error = intent.get("last_payment_error") or {}
+    if payment.status != "succeeded":
+        payment.status = intent["status"]
+        payment.decline_code = error.get("decline_code") or error.get("code")
+    if order.status == "pending_payment" and intent["status"] == "requires_payment_method":
+        order.status = "payment_failed"
+    db.session.commit()
+    return payment
+
+
+def handle_requires_action(payment_intent: dict) -> Payment | None:
+    """The shopper must authenticate (3-D Secure): recorded, the order stays payable."""
+    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
+    payment, order = _locked_payment(intent["id"])
+    if payment is None:
+        return None
+    if payment.status != "succeeded" and intent["status"] == "requires_action":
+        payment.status = "requires_action"
+    db.session.commit()
+    return payment
+
+
+def handle_payment_intent_canceled(payment_intent: dict) -> Payment | None:
+    """A canceled PaymentIntent cancels its unpaid order and releases the stock, once."""
+    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
+    if intent["status"] != "canceled":
+        return None
+    payment, order = _locked_payment(intent["id"])
+    if payment is None:
+        return None
+    payment.status = "canceled"
+    if order.status in PAYABLE:
+        order.status = "canceled"
+        order.canceled_at = utcnow()
+        for split in order.splits:
+            split.status = "canceled"
+    if order.status == "canceled":
+        orders_service.release_stock(order, commit=False)
+    db.session.commit()
+    return payment
+
+
+def list_payments(user: User, page: int, per_page: int, status: str | None = None,
+                  from_=None, to=None) -> dict:
+    """The shopper's payments, newest first."""
+    from marketplace.pagination import paginate
+
+    stmt = select(Payment).where(Payment.shopper_id == user.id)
+    if status:
+        stmt = stmt.where(Payment.status == status)
+    if from_:
+        stmt = stmt.where(Payment.created_at >= from_)
+    if to:
+        stmt = stmt.where(Payment.created_at < to)
+    return paginate(stmt.order_by(Payment.created_at.desc(), Payment.id.desc()), page, per_page).as_dict()
+
+
+from marketplace.payments.disputes import (  # noqa: E402  (re-exported for the webhooks)
+    handle_dispute_closed,
+    handle_dispute_created,
+    handle_dispute_funds_reinstated,
+    handle_dispute_funds_withdrawn,
+    handle_dispute_updated,
+)
+from marketplace.payments.refunds import (  # noqa: E402
+    handle_charge_refunded,
+    handle_refund_failed,
+    handle_refund_updated,
+)
+from marketplace.payments.transfers import (  # noqa: E402
+    handle_application_fee_refunded,
+    handle_transfer_created,
+    handle_transfer_reversed,
+)
+
+__all__ = [
+    "create_payment_intent", "confirm", "list_payments", "handle_payment_intent_succeeded",
+    "handle_payment_intent_failed", "handle_payment_intent_canceled", "handle_requires_action",
+    "handle_charge_refunded", "handle_refund_updated", "handle_refund_failed", "handle_dispute_created",
+    "handle_dispute_updated", "handle_dispute_closed", "handle_dispute_funds_withdrawn",
+    "handle_dispute_funds_reinstated", "handle_transfer_created", "handle_transfer_reversed",
+    "handle_application_fee_refunded",
+]

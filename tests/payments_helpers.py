@@ -1,0 +1,84 @@
+"""Onboarded vendors, orders and payments through the emulator, for the payments tests."""
+from __future__ import annotations
+
+import requests
+
+from marketplace import stripe_gateway
+from marketplace.extensions import db
+from marketplace.ledger import service as ledger
+from marketplace.orders.models import Order
+from tests.factories import ProductFactory, VendorFactory
+
+KEY = {"Authorization": "Bearer sk_test_emulator"}
+
+
+def emu(emulator, verb: str, path: str, account: str | None = None, **body) -> dict:
+    """Call the emulator (API or controls) over HTTP."""
+    headers = {**KEY, **({"Stripe-Account": account} if account else {})}
+    if verb == "GET":
+        response = requests.get(f"{emulator.url}{path}", params=body, headers=headers, timeout=10)
+    else:
+        form = {"data": body} if path.startswith("/v1/") else {"json": body}
+        response = requests.post(f"{emulator.url}{path}", headers=headers, timeout=10, **form)
+    assert response.status_code < 400, response.text
+    return response.json()
+
+
+def stripe_balance(emulator, account: str | None = None, currency: str = "usd") -> int:
+    """available + pending of an account in one currency, as GET /v1/balance says."""
+    balance = emu(emulator, "GET", "/v1/balance", account=account)
+    return sum(b["amount"] for b in balance["available"] + balance["pending"] if b["currency"] == currency)
+
+
+def onboarded_vendor(emulator, **fee):
+    """A vendor with a real, onboarded Express account on the emulator."""
+    vendor = VendorFactory(stripe_account_id=None, **fee)
+    account = stripe_gateway.create_express_account(vendor.id, "US", vendor.email, f"vendor-account-{vendor.id}")
+    emu(emulator, "POST", f"/_emulator/accounts/{account['id']}/onboard")
+    vendor.stripe_account_id = account["id"]
+    db.session.commit()
+    return vendor
+
+
+def order_for(client, shopper: dict, vendors: list, prices: list[int], quantities: list[int] | None = None) -> dict:
+    """An order of one product per price (product i sold by vendors[i % len])."""
+    items = []
+    for index, price in enumerate(prices):
+        product = ProductFactory(vendor=None, vendor_id=vendors[index % len(vendors)].id, price=price, stock=50)
+        items.append({"product_id": product.id, "quantity": (quantities or [1] * len(prices))[index]})
+    response = client.post("/api/orders", json={"items": items}, headers=shopper)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def pay(client, shopper: dict, order_id: str, payment_method: str = "pm_card_visa"):
+    """Create the PaymentIntent and confirm it; returns the confirm response."""
+    created = client.post(f"/api/orders/{order_id}/payment-intent", headers=shopper)
+    assert created.status_code in (200, 201), created.get_json()
+    return client.post(f"/api/orders/{order_id}/confirm", json={"payment_method": payment_method}, headers=shopper)
+
+
+def assert_balances_match(emulator, order_id: str) -> None:
+    """Stripe's balances equal the ledger's, and each vendor's equals what its split says."""
+    db.session.rollback()
+    order = db.session.get(Order, order_id)
+    assert stripe_balance(emulator) == ledger.balance("platform:stripe_balance", order.currency)
+    for split in order.splits:
+        from marketplace.vendors.models import Vendor
+
+        vendor = db.session.get(Vendor, split.vendor_id)
+        expected = split.vendor_net - _taken_back(split)
+        assert stripe_balance(emulator, vendor.stripe_account_id) == expected, split.vendor_id
+        assert ledger.balance(f"vendor:{vendor.id}:stripe_balance", order.currency) == expected
+
+
+def _taken_back(split) -> int:
+    from sqlalchemy import select
+
+    from marketplace.payments.models import Refund, RefundAllocation
+
+    rows = db.session.execute(
+        select(RefundAllocation.amount, RefundAllocation.platform_fee_refunded).join(Refund)
+        .where(RefundAllocation.split_id == split.id, Refund.status == "succeeded")
+    )
+    return sum(amount - fee for amount, fee in rows)
