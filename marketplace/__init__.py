@@ -52,6 +52,7 @@ def _import_models() -> None:
     import marketplace.ledger.models  # noqa: F401
     import marketplace.orders.models  # noqa: F401
     import marketplace.outbox  # noqa: F401
+    import marketplace.payments.models  # noqa: F401
     import marketplace.vendors.models  # noqa: F401
     import marketplace.webhooks.models  # noqa: F401
 
@@ -62,14 +63,15 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.extensions import api
     from marketplace.health.routes import blp as health_blp
     from marketplace.orders.routes import blp as orders_blp
+    from marketplace.payments.routes import blp as payments_blp
     from marketplace.vendors.admin_routes import blp as admin_vendors_blp
     from marketplace.vendors.routes import blp as vendors_blp
     from marketplace.webhooks.admin_routes import blp as admin_webhooks_blp
     from marketplace.webhooks.routes import blp as webhooks_blp
 
     for blp in (
-        health_blp, auth_blp, vendors_blp, products_blp, orders_blp, admin_vendors_blp,
-        webhooks_blp, admin_webhooks_blp,
+        health_blp, auth_blp, vendors_blp, products_blp, orders_blp, payments_blp,
+        admin_vendors_blp, webhooks_blp, admin_webhooks_blp,
     ):
         api.register_blueprint(blp)
 
