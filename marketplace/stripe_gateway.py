@@ -307,3 +307,25 @@ def list_refunds(charge_id: str) -> list[dict]:
     """Every refund of a charge, with its balance transaction."""
     page = client().v1.refunds.list({"charge": charge_id, "limit": 100, "expand": ["data.balance_transaction"]})
     return [to_dict(item) for item in page.auto_paging_iter()]
+
+
+@_stripe_call()
+def create_payout(account: str, amount: int, currency: str, idempotency_key: str,
+                  metadata: dict | None = None) -> dict:
+    """A payout on a connected account (key `payout-<payout.id>`), with its balance transaction."""
+    params = {"amount": amount, "currency": currency, "metadata": metadata or {},
+              "expand": ["balance_transaction"]}
+    return to_dict(client().v1.payouts.create(params, _opts(idempotency_key, account)))
+
+
+@_stripe_call()
+def retrieve_payout(payout_id: str, account: str | None = None) -> dict:
+    """A payout as Stripe sees it now, with its (failure) balance transactions."""
+    params = {"expand": ["balance_transaction", "failure_balance_transaction"]}
+    return to_dict(client().v1.payouts.retrieve(payout_id, params, _opts(account=account)))
+
+
+@_stripe_call()
+def retrieve_balance(account: str | None = None) -> dict:
+    """`{available: [{amount, currency}], pending: [...]}` of the platform or a connected account."""
+    return to_dict(client().v1.balance.retrieve({}, _opts(account=account)))

@@ -28,6 +28,10 @@ class ScheduledJob:
 
 SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("reap-idempotency-keys", "17 * * * *", "jobs.maintenance.reap_idempotency_keys"),
+    # Yesterday (UTC) against Stripe, once the day's balance transactions are all listed.
+    ScheduledJob("daily-reconciliation", "30 2 * * *", "jobs.reconciliation.daily_reconciliation"),
+    # Keep in step with marketplace.payouts.service.DAILY_RUN_CRON (next_payout_date).
+    ScheduledJob("daily-payout-run", "0 6 * * *", "jobs.payouts.daily_payout_run"),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 Handler = Callable[[dict], None]
 
 PAYMENTS = "marketplace.payments.service"
-PAYOUTS_PENDING = "payout events are left to the payouts work, which has no handler yet"
+PAYOUTS = "marketplace.payouts.service"
 
 
 class Ignored(Exception):
@@ -64,11 +64,6 @@ def account_updated(event: dict) -> None:
         raise Ignored(f"no vendor has the account {account['id']}")
 
 
-def payout_pending(event: dict) -> None:
-    """Payout events wait for the payouts work: stored, never guessed at."""
-    raise Ignored(PAYOUTS_PENDING)
-
-
 def _payments(name: str) -> Handler:
     return call_service(PAYMENTS, name)
 
@@ -90,9 +85,9 @@ HANDLERS: dict[str, Handler] = {
     "transfer.reversed": _payments("handle_transfer_reversed"),
     "application_fee.refunded": _payments("handle_application_fee_refunded"),
     "account.updated": account_updated,
-    "payout.paid": payout_pending,
-    "payout.failed": payout_pending,
-    "payout.canceled": payout_pending,
+    "payout.paid": call_service(PAYOUTS, "handle_payout_paid"),
+    "payout.failed": call_service(PAYOUTS, "handle_payout_failed"),
+    "payout.canceled": call_service(PAYOUTS, "handle_payout_canceled"),
 }
 
 

@@ -1,0 +1,1 @@
+"""Vendor balances from the ledger, batched payout runs and payout webhooks."""

@@ -1,0 +1,137 @@
+"""Vendor balances and payout breakdowns, read from the ledger with set-based SQL.
+
+A vendor's money sits on `vendor:<id>:stripe_balance` (one journal entry per Stripe
+balance transaction, see marketplace/payments/ledger_entries.py). For a cut-off time
+`cutoff = now - PAYOUT_HOLD_DAYS`:
+
+    available = postings on vendor:<id>:stripe_balance of entries that occurred before
+                `cutoff`, plus every payout posting (`payout`, `payout_failure`,
+                `payout_cancel`) whatever its age: money already paid out (or returned by
+                a failed or canceled payout) counts against what is payable at once
+    pending   = the other postings on vendor:<id>:stripe_balance: sales, refunds and
+                dispute recoveries younger than the hold
+    paid_out  = postings on vendor:<id>:paid_out (payouts less failed or canceled ones)
+
+`available` is what a payout run owes the vendor (net of refunds and dispute recoveries,
+which are entries on the same account); it may be negative, and is then carried forward.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import case, func, select
+
+from marketplace.extensions import db
+from marketplace.ledger import service as ledger
+from marketplace.ledger.models import JournalEntry, Posting
+
+PAYOUT_KINDS = ("payout", "payout_failure", "payout_cancel")
+SALE_KINDS = ("vendor_payment", "platform_fee")
+TAKEBACK_KINDS = ("vendor_payment_refund", "platform_fee_refund")
+_BALANCE_PATTERN = "vendor:%:stripe_balance"
+
+_recoveries = sa.table(
+    "dispute_recoveries", sa.column("stripe_transfer_reversal_id"), sa.column("stripe_retransfer_id")
+)
+
+
+@dataclass(frozen=True)
+class Due:
+    vendor_id: str
+    currency: str
+    available: int
+    pending: int
+
+
+def vendor_id_of(account: str) -> str:
+    """`ven_1` from `vendor:ven_1:stripe_balance`."""
+    return account.split(":", 2)[1]
+
+
+def grouped_balances(cutoff: datetime, currency: str | None = None, accounts: list[str] | None = None):
+    """ONE grouped query: (account, currency, available, pending) per vendor account and currency."""
+    settled = sa.or_(JournalEntry.kind.in_(PAYOUT_KINDS), JournalEntry.occurred_at < cutoff)
+    stmt = (
+        select(
+            Posting.account, Posting.currency,
+            func.sum(case((settled, Posting.amount), else_=0)).label("available"),
+            func.sum(case((settled, 0), else_=Posting.amount)).label("pending"),
+        )
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .group_by(Posting.account, Posting.currency)
+        .order_by(Posting.account, Posting.currency)
+    )
+    if accounts is not None:
+        stmt = stmt.where(Posting.account.in_(accounts))
+    else:
+        stmt = stmt.where(Posting.account.like(_BALANCE_PATTERN))
+    if currency:
+        stmt = stmt.where(Posting.currency == currency)
+    return db.session.execute(stmt)
+
+
+def amounts_due(cutoff: datetime, currency: str | None = None) -> list[Due]:
+    """What every vendor is owed per currency at `cutoff` (may be negative)."""
+    return [
+        Due(vendor_id_of(account), cur, int(available), int(pending))
+        for account, cur, available, pending in grouped_balances(cutoff, currency)
+    ]
+
+
+def vendor_balances(vendor_id: str, cutoff: datetime) -> list[dict]:
+    """`[{currency, pending, available, paid_out}]` of one vendor (definitions: module docstring)."""
+    balance, paid_out = ledger.vendor(vendor_id, "stripe_balance"), ledger.vendor(vendor_id, "paid_out")
+    rows: dict[str, dict] = {}
+    for account, cur, available, pending in grouped_balances(cutoff, accounts=[balance, paid_out]):
+        row = rows.setdefault(cur, {"currency": cur, "pending": 0, "available": 0, "paid_out": 0})
+        if account == paid_out:
+            row["paid_out"] += int(available) + int(pending)
+        else:
+            row["pending"] += int(pending)
+            row["available"] += int(available)
+    return [rows[cur] for cur in sorted(rows)]
+
+
+def breakdown(vendor_id: str, currency: str, start: datetime | None, end: datetime) -> dict:
+    """Gross sales, platform fees, refunds, disputes, net and order count of entries in (start, end].
+
+    gross_sales - platform_fees - refunds - disputes = net_amount, the change of the vendor's
+    balance over the period (payouts aside). A dispute recovery is a transfer reversal named
+    by a dispute recovery row; a won dispute's re-transfer counts back against it.
+    """
+    bal, fees, clearing = (ledger.vendor(vendor_id, name) for name in ("stripe_balance", "platform_fees", "transfer_clearing"))
+    own = Posting.account.in_([bal, fees])
+    recovered = JournalEntry.stripe_object_id.in_(select(_recoveries.c.stripe_transfer_reversal_id))
+    retransferred = JournalEntry.stripe_object_id.in_(select(_recoveries.c.stripe_retransfer_id))
+    on_clearing = Posting.account == clearing
+
+    def total(condition, value=Posting.amount):
+        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+    stmt = (
+        select(
+            total(Posting.account == bal), total(Posting.account == fees),
+            total(own & JournalEntry.kind.in_(SALE_KINDS)),
+            total(own & JournalEntry.kind.in_(TAKEBACK_KINDS), -Posting.amount),
+            total(on_clearing & (JournalEntry.kind == "transfer_reversal") & recovered, -Posting.amount),
+            total(on_clearing & (JournalEntry.kind == "transfer") & retransferred),
+            func.count(sa.distinct(case(
+                ((JournalEntry.kind == "vendor_payment") & (JournalEntry.local_type == "order_split"),
+                 JournalEntry.local_id)))),
+        )
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(Posting.account.in_([bal, fees, clearing]), Posting.currency == currency,
+               JournalEntry.kind.not_in(PAYOUT_KINDS), JournalEntry.occurred_at < end)
+    )
+    if start is not None:
+        stmt = stmt.where(JournalEntry.occurred_at >= start)
+    net, platform_fees, sales, takebacks, disputed, retransfers, orders = (
+        int(value or 0) for value in db.session.execute(stmt).one()
+    )
+    return {
+        "gross_sales": sales - retransfers, "platform_fees": platform_fees,
+        "refunds": takebacks - disputed, "disputes": disputed - retransfers,
+        "net_amount": net, "order_count": orders,
+    }

@@ -1,0 +1,31 @@
+"""`flask payouts run [--currency C] [--dry-run]`: a payout run, synchronously, with a progress bar."""
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import click
+from flask.cli import AppGroup
+
+payouts_cli = AppGroup("payouts", help="Vendor payouts.")
+
+
+@payouts_cli.command("run")
+@click.option("--currency", default=None, help="Only this currency (ISO code); all by default.")
+@click.option("--dry-run", is_flag=True, help="Compute and store the would-be payouts; pay nothing.")
+def run_command(currency: str | None, dry_run: bool) -> None:
+    """Pay every vendor what the ledger owes it (one run at a time)."""
+    from marketplace.payouts import service
+    from marketplace.payouts.runs import LOCKED
+
+    with ExitStack() as stack:
+        def progress(items):
+            return stack.enter_context(click.progressbar(items, label="vendors", file=click.get_text_stream("stderr")))
+
+        run = service.run_now(currency.lower() if currency else None, dry_run, progress)
+    if run.error == LOCKED:
+        raise click.ClickException(f"{LOCKED}; run {run.id} was not started, try again later")
+    verb = "would pay" if run.dry_run else "paid"
+    click.echo(f"run {run.id} {run.status}: {verb} {run.payouts_created} payout(s), "
+               f"total {run.total_amount} (minor units)")
+    if run.status != "completed":
+        raise click.ClickException(f"run {run.id} failed: {run.error}; run it again to resume")

@@ -1,0 +1,49 @@
+"""One payout run at a time: a PostgreSQL advisory lock (an in-process lock on SQLite).
+
+The lock is session-level on a connection of its own, held for the whole run, so it
+survives the run's many commits and is released by PostgreSQL if the process dies.
+A second run does not wait: it fails fast (409 for the API, a message in the CLI).
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import text
+
+from marketplace.extensions import db
+
+LOCK_KEY = 0x70617930  # "pay0": the payout run lock's key
+_local_lock = threading.Lock()
+
+
+@contextmanager
+def run_lock() -> Iterator[bool]:
+    """Yield True while holding the payout-run lock, False when another run holds it."""
+    if db.engine.dialect.name != "postgresql":
+        acquired = _local_lock.acquire(blocking=False)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                _local_lock.release()
+        return
+    conn = db.engine.connect()
+    try:
+        acquired = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}))
+        conn.commit()
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+                conn.commit()
+    finally:
+        conn.close()
+
+
+def is_busy() -> bool:
+    """Whether a payout run holds the lock right now."""
+    with run_lock() as acquired:
+        return not acquired

@@ -1,0 +1,175 @@
+"""Payout runs: per vendor and currency, pay out what the ledger says is due.
+
+Steps of a run (one at a time, see locking.py):
+1. resume: payouts committed by an earlier run whose Stripe call never answered are sent
+   again with the same idempotency key (`payout-<payout.id>`): Stripe returns the payout it
+   made, if it made one, so no vendor is paid twice;
+2. compute: ONE grouped query over the ledger (balances.amounts_due) gives what each vendor
+   is owed per currency: entries older than PAYOUT_HOLD_DAYS, less earlier payouts;
+   below PAYOUT_MIN_AMOUNT (negative included) nothing is paid and the balance carries over;
+3. pay: each amount is capped at the connected account's Stripe available balance, the
+   Payout row is committed (status pending) BEFORE the Stripe call, then the payout's
+   balance transaction is posted to the ledger (vendor:<id>:stripe_balance -> paid_out).
+A dry run stores the run and its would-be payouts; it creates nothing on Stripe and posts
+nothing. A Stripe error that leaves the outcome unknown (timeout, 5xx) stops the run
+(failed); the next run resumes it. A definite rejection marks that payout failed.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Callable, Iterable
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from marketplace import stripe_gateway
+from marketplace.database import utcnow
+from marketplace.errors import AppError
+from marketplace.extensions import db
+from marketplace.payouts import balances, ledger_entries
+from marketplace.payouts.locking import run_lock
+from marketplace.payouts.models import Payout, PayoutRun
+from marketplace.vendors.models import Vendor
+
+log = logging.getLogger(__name__)
+LOCKED = "another payout run is in progress"
+Progress = Callable[[list], Iterable]
+
+
+def now() -> datetime:
+    """The run's clock (tests point it at the Stripe emulator's clock)."""
+    return utcnow()
+
+
+def execute(run_id: str, progress: Progress | None = None) -> PayoutRun:
+    """Run a queued payout run to its end; fails fast when another run holds the lock."""
+    with run_lock() as acquired:
+        run = db.session.get(PayoutRun, run_id)
+        if run.status not in ("queued",):
+            db.session.rollback()
+            return run
+        if not acquired:
+            return _finish(run, "failed", LOCKED)
+        _interrupt_stale(run_id)
+        run.status, run.started_at = "running", utcnow()
+        db.session.commit()
+        try:
+            if not run.dry_run:
+                _resume()
+            _pay_all(run, progress or (lambda items: items))
+        except AppError as error:
+            db.session.rollback()
+            log.warning("payout run %s stopped: %s", run_id, error.code)
+            return _finish(db.session.get(PayoutRun, run_id), "failed", f"{error.code}: {error.message}")
+        return _finish(run, "completed")
+
+
+def _finish(run: PayoutRun, status: str, error: str | None = None) -> PayoutRun:
+    run.status, run.error, run.finished_at = status, error, utcnow()
+    db.session.commit()
+    return run
+
+
+def _interrupt_stale(run_id: str) -> None:
+    """Runs left `running` by a dead process (we hold the lock, so none is alive)."""
+    for stale in db.session.scalars(select(PayoutRun).where(PayoutRun.status == "running", PayoutRun.id != run_id)):
+        stale.status, stale.error, stale.finished_at = "failed", "interrupted", utcnow()
+
+
+def _resume() -> None:
+    """Send again every payout whose Stripe call never answered (same idempotency key)."""
+    ids = db.session.scalars(select(Payout.id).where(
+        Payout.dry_run.is_(False), Payout.status == "pending", Payout.stripe_payout_id.is_(None)
+    ).order_by(Payout.id)).all()
+    for payout_id in ids:
+        _submit(db.session.get(Payout, payout_id))
+
+
+def _pay_all(run: PayoutRun, progress: Progress) -> None:
+    cutoff = now() - timedelta(days=current_app.config["PAYOUT_HOLD_DAYS"])
+    minimum = current_app.config["PAYOUT_MIN_AMOUNT"]
+    in_flight = _in_flight()
+    dues = [due for due in balances.amounts_due(cutoff, run.currency)
+            if due.available - in_flight.get((due.vendor_id, due.currency), 0) >= minimum]
+    accounts = _accounts({due.vendor_id for due in dues})
+    starts = _period_starts()
+    db.session.commit()
+    for due in progress(dues):
+        account = accounts.get(due.vendor_id)
+        if account is None:
+            continue
+        owed = due.available - in_flight.get((due.vendor_id, due.currency), 0)
+        amount = min(owed, _stripe_available(account, due.currency))
+        if amount < minimum:
+            continue
+        period_start = starts.get((due.vendor_id, due.currency))
+        payout = _create_row(run, due, account, amount, period_start, cutoff)
+        if not run.dry_run:
+            _submit(payout)
+
+
+def _in_flight() -> dict[tuple[str, str], int]:
+    """Amounts of payouts committed but not yet on the ledger (their Stripe call pending)."""
+    rows = db.session.execute(
+        select(Payout.vendor_id, Payout.currency, func.sum(Payout.amount))
+        .where(Payout.dry_run.is_(False), Payout.status == "pending", Payout.stripe_payout_id.is_(None))
+        .group_by(Payout.vendor_id, Payout.currency)
+    )
+    return {(vendor_id, currency): int(total) for vendor_id, currency, total in rows}
+
+
+def _accounts(vendor_ids: set[str]) -> dict[str, str]:
+    if not vendor_ids:
+        return {}
+    rows = db.session.execute(select(Vendor.id, Vendor.stripe_account_id).where(
+        Vendor.id.in_(vendor_ids), Vendor.stripe_account_id.is_not(None)))
+    return dict(rows.all())
+
+
+def _period_starts() -> dict[tuple[str, str], datetime]:
+    """Each vendor's period starts where its last payout that went out ended."""
+    rows = db.session.execute(
+        select(Payout.vendor_id, Payout.currency, func.max(Payout.period_end))
+        .where(Payout.dry_run.is_(False), Payout.status.not_in(("failed", "canceled")))
+        .group_by(Payout.vendor_id, Payout.currency)
+    )
+    return {(vendor_id, currency): end for vendor_id, currency, end in rows}
+
+
+def _stripe_available(account: str, currency: str) -> int:
+    balance = stripe_gateway.retrieve_balance(account)
+    return sum(int(item["amount"]) for item in balance.get("available") or [] if item["currency"] == currency)
+
+
+def _create_row(run: PayoutRun, due, account: str, amount: int, start, end) -> Payout:
+    """The payout row with its breakdown, committed before anything is sent to Stripe."""
+    parts = balances.breakdown(due.vendor_id, due.currency, start, end)
+    payout = Payout(run_id=run.id, vendor_id=due.vendor_id, dry_run=run.dry_run, stripe_account=account,
+                    amount=amount, currency=due.currency, status="pending", period_start=start,
+                    period_end=end, **parts)
+    db.session.add(payout)
+    run.payouts_created += 1
+    run.total_amount += amount
+    db.session.commit()
+    return payout
+
+
+def _submit(payout: Payout) -> None:
+    """Create the Stripe payout (same key on every attempt) and post it to the ledger."""
+    payout_id = payout.id
+    try:
+        created = stripe_gateway.create_payout(
+            payout.stripe_account, payout.amount, payout.currency, f"payout-{payout_id}",
+            metadata={"payout_id": payout_id, "vendor_id": payout.vendor_id})
+    except AppError as error:
+        code = (error.details or {}).get("stripe_code")
+        if not (isinstance(error, stripe_gateway.StripeFailure) and code):
+            raise  # unknown outcome: the next run sends the same key again
+        db.session.rollback()
+        payout = db.session.get(Payout, payout_id)
+        payout.status, payout.failure_code = "failed", code or error.code
+        db.session.commit()
+        return
+    ledger_entries.record_created(db.session.get(Payout, payout_id), created)
+    db.session.commit()
