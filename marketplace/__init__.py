@@ -53,6 +53,7 @@ def _import_models() -> None:
     import marketplace.orders.models  # noqa: F401
     import marketplace.outbox  # noqa: F401
     import marketplace.payments.models  # noqa: F401
+    import marketplace.payouts.models  # noqa: F401
     import marketplace.vendors.models  # noqa: F401
     import marketplace.webhooks.models  # noqa: F401
 
@@ -64,6 +65,8 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.health.routes import blp as health_blp
     from marketplace.orders.routes import blp as orders_blp
     from marketplace.payments.routes import blp as payments_blp
+    from marketplace.payouts.routes import admin_blp as admin_payouts_blp
+    from marketplace.payouts.routes import vendor_blp as vendor_payouts_blp
     from marketplace.vendors.admin_routes import blp as admin_vendors_blp
     from marketplace.vendors.routes import blp as vendors_blp
     from marketplace.webhooks.admin_routes import blp as admin_webhooks_blp
@@ -71,7 +74,7 @@ def register_blueprints(app: Flask) -> None:
 
     for blp in (
         health_blp, auth_blp, vendors_blp, products_blp, orders_blp, payments_blp,
-        admin_vendors_blp, webhooks_blp, admin_webhooks_blp,
+        admin_vendors_blp, webhooks_blp, admin_webhooks_blp, vendor_payouts_blp, admin_payouts_blp,
     ):
         api.register_blueprint(blp)
 
@@ -100,6 +103,7 @@ def register_hooks(app: Flask) -> None:
 def register_commands(app: Flask) -> None:
     from marketplace.auth.cli import users_cli
     from marketplace.demo.command import demo_command
+    from marketplace.payouts.cli import payouts_cli
     from marketplace.webhooks.cli import stripe_cli
     from marketplace.worker import worker_command
 
@@ -107,3 +111,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(demo_command)
     app.cli.add_command(stripe_cli)
+    app.cli.add_command(payouts_cli)
