@@ -54,6 +54,7 @@ def _import_models() -> None:
     import marketplace.outbox  # noqa: F401
     import marketplace.payments.models  # noqa: F401
     import marketplace.payouts.models  # noqa: F401
+    import marketplace.reconciliation.models  # noqa: F401
     import marketplace.vendors.models  # noqa: F401
     import marketplace.webhooks.models  # noqa: F401
 
@@ -67,6 +68,8 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.payments.routes import blp as payments_blp
     from marketplace.payouts.routes import admin_blp as admin_payouts_blp
     from marketplace.payouts.routes import vendor_blp as vendor_payouts_blp
+    from marketplace.reconciliation.routes import blp as admin_reconciliation_blp
+    from marketplace.reports.routes import blp as admin_reports_blp
     from marketplace.vendors.admin_routes import blp as admin_vendors_blp
     from marketplace.vendors.routes import blp as vendors_blp
     from marketplace.webhooks.admin_routes import blp as admin_webhooks_blp
@@ -76,6 +79,8 @@ def register_blueprints(app: Flask) -> None:
         health_blp, auth_blp, vendors_blp, products_blp, orders_blp, payments_blp,
         admin_vendors_blp, webhooks_blp, admin_webhooks_blp, vendor_payouts_blp, admin_payouts_blp,
     ):
+        api.register_blueprint(blp)
+    for blp in (admin_reconciliation_blp, admin_reports_blp):
         api.register_blueprint(blp)
 
 
@@ -104,6 +109,7 @@ def register_commands(app: Flask) -> None:
     from marketplace.auth.cli import users_cli
     from marketplace.demo.command import demo_command
     from marketplace.payouts.cli import payouts_cli
+    from marketplace.reconciliation.cli import reconcile_cli
     from marketplace.webhooks.cli import stripe_cli
     from marketplace.worker import worker_command
 
@@ -112,3 +118,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(demo_command)
     app.cli.add_command(stripe_cli)
     app.cli.add_command(payouts_cli)
+    app.cli.add_command(reconcile_cli)

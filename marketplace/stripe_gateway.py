@@ -221,6 +221,32 @@ def list_events(created_gte: int, account: str | None = None) -> Iterator[dict]:
         raise translate_error(error) from None
 
 
+def iter_balance_transactions(account: str | None, created_gte: int, created_lt: int) -> Iterator[dict]:
+    """Every balance transaction of the platform (None) or `account` created in [gte, lt), newest first.
+
+    Pages of 100 are fetched as the caller consumes them: nothing holds the whole window.
+    """
+    params = {"created": {"gte": created_gte, "lt": created_lt}, "limit": 100}
+    try:
+        page = client().v1.balance_transactions.list(params, _opts(account=account))
+        for bt in page.auto_paging_iter():
+            yield to_dict(bt)
+    except stripe.StripeError as error:  # raised while paging, outside any decorator's reach
+        log.warning("stripe balance_transactions.list failed: %s code=%s", type(error).__name__, error.code)
+        raise translate_error(error) from None
+
+
+@_stripe_call()
+def retrieve_balance_transaction(bt_id: str, account: str | None = None) -> dict | None:
+    """One balance transaction of the platform (None) or `account`; None when it has no such one."""
+    try:
+        return to_dict(client().v1.balance_transactions.retrieve(bt_id, {}, _opts(account=account)))
+    except stripe.InvalidRequestError as error:
+        if error.http_status == 404:
+            return None
+        raise
+
+
 def _opts(idempotency_key: str | None = None, account: str | None = None) -> dict:
     options: dict[str, str] = {}
     if idempotency_key:
@@ -329,3 +355,4 @@ def retrieve_payout(payout_id: str, account: str | None = None) -> dict:
 def retrieve_balance(account: str | None = None) -> dict:
     """`{available: [{amount, currency}], pending: [...]}` of the platform or a connected account."""
     return to_dict(client().v1.balance.retrieve({}, _opts(account=account)))
+

@@ -1,0 +1,1 @@
+"""Reconciliation: the ledger checked against Stripe's balance transactions, one job per account."""

@@ -1,0 +1,1 @@
+"""Admin reports computed from the ledger."""

@@ -1,0 +1,30 @@
+"""Bodies of /api/admin/reports/*."""
+from datetime import timezone
+
+from marshmallow import Schema, ValidationError, fields, validates_schema
+
+
+class RevenueArgsSchema(Schema):
+    from_ = fields.AwareDateTime(data_key="from", default_timezone=timezone.utc,
+                                 metadata={"description": "entries occurred at or after, ISO 8601"})
+    to = fields.AwareDateTime(default_timezone=timezone.utc, metadata={"description": "entries occurred before"})
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if "from_" in data and "to" in data and data["from_"] >= data["to"]:
+            raise ValidationError("Must be later than from.", "to")
+
+
+class RevenueRowSchema(Schema):
+    currency = fields.String(required=True)
+    gross_volume = fields.Integer(required=True)
+    platform_fees = fields.Integer(required=True)
+    stripe_fees = fields.Integer(required=True)
+    refunds = fields.Integer(required=True)
+    disputes = fields.Integer(required=True)
+    net_revenue = fields.Integer(required=True)
+
+
+class RevenueReportSchema(Schema):
+    data = fields.List(fields.Nested(RevenueRowSchema), required=True,
+                       metadata={"description": "one row per currency"})
