@@ -1,6 +1,7 @@
 """`flask payouts run [--currency C] [--dry-run]`: a payout run, synchronously, with a progress bar."""
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 
 import click
@@ -19,7 +20,7 @@ def run_command(currency: str | None, dry_run: bool) -> None:
 
     with ExitStack() as stack:
         def progress(items):
-            return stack.enter_context(click.progressbar(items, label="vendors", file=click.get_text_stream("stderr")))
+            return stack.enter_context(click.progressbar(items, label="vendors", file=sys.stderr))
 
         run = service.run_now(currency.lower() if currency else None, dry_run, progress)
     if run.error == LOCKED:

@@ -17,7 +17,7 @@ from marketplace.database import isoformat, utcnow
 from marketplace.errors import Conflict, NotFound
 from marketplace.extensions import db
 from marketplace.idempotency import bind, recovered
-from marketplace.pagination import Page, paginate
+from marketplace.pagination import paginate
 from marketplace.payouts import balances, ledger_entries, runs
 from marketplace.payouts.locking import is_busy
 from marketplace.payouts.models import Payout, PayoutRun

@@ -6,7 +6,8 @@ from marketplace.extensions import db
 from marketplace.ledger.models import JournalEntry
 from marketplace.ledger.service import unbalanced_entries
 from marketplace.payouts import service
-from marketplace.payouts.models import Payout, PayoutRun
+from marketplace.payouts.locking import run_lock
+from marketplace.payouts.models import Payout
 from marketplace.webhooks import handlers
 from tests.payments_helpers import emu
 from tests.payouts_helpers import (
@@ -107,3 +108,37 @@ def test_a_payout_is_capped_at_the_stripe_available_balance(client, shopper, emu
                         lambda account: {"available": [{"amount": 1234, "currency": "usd"}], "pending": []})
     service.run_now()
     assert [p.amount for p in payouts_of(seller)] == [1234] and ledger_balance(seller) == owed - 1234
+
+
+def test_admin_runs_vendor_payouts_and_the_lock(app, client, auth, emulator):
+    user, headers = auth.user("vendor")
+    seller, shopper, admin = vendor(emulator, user=user), auth.headers("shopper"), auth.headers("admin")
+    sell(client, shopper, seller, 2000)
+    advance(emulator, 8)
+    created = client.post("/api/admin/payout-runs", json={"currency": "usd"}, headers=admin)
+    assert created.status_code == 202, created.get_json()
+    run_id = created.get_json()["id"]
+    detail = client.get(f"/api/admin/payout-runs/{run_id}", headers=admin).get_json()
+    assert detail["status"] == "completed" and detail["currency"] == "usd" and len(detail["payouts"]) == 1
+    payout = detail["payouts"][0]
+    assert payout["amount"] == detail["total_amount"] and payout["stripe_payout_id"].startswith("po_")
+    assert set(payout["breakdown"]) == {"gross_sales", "platform_fees", "refunds", "disputes", "net_amount"}
+    assert payout["breakdown"]["gross_sales"] == 2000 and payout["order_count"] == 1
+    listed = client.get("/api/admin/payout-runs", headers=admin).get_json()
+    assert [r["id"] for r in listed["data"]] == [run_id]
+    mine = client.get("/api/vendors/me/payouts", headers=headers).get_json()
+    assert [p["id"] for p in mine["data"]] == [payout["id"]]
+    assert mine["summary"]["total_pending"] == payout["amount"] and mine["summary"]["total_paid"] == 0
+    assert mine["summary"]["next_payout_date"].endswith("Z") and mine["pagination"]["total_items"] == 1
+    assert client.get("/api/vendors/me/payouts?status=paid", headers=headers).get_json()["data"] == []
+    assert client.get("/api/admin/payout-runs/prun_nope", headers=admin).status_code == 404
+    assert client.post("/api/admin/payout-runs", json={}, headers=headers).status_code == 403
+    with run_lock() as acquired:
+        assert acquired
+        busy = client.post("/api/admin/payout-runs", json={"dry_run": True}, headers=admin)
+        assert busy.status_code == 409 and busy.get_json()["error"]["code"] == "payout_run_in_progress"
+        cli = app.test_cli_runner().invoke(args=["payouts", "run"])
+        assert cli.exit_code != 0 and "another payout run is in progress" in cli.output
+    cli = app.test_cli_runner().invoke(args=["payouts", "run", "--dry-run", "--currency", "USD"])
+    assert cli.exit_code == 0 and "completed: would pay 0 payout(s)" in cli.output
+    assert db.session.query(Payout).filter_by(dry_run=False).count() == 1

@@ -1,0 +1,92 @@
+"""Two payout runs at once (PostgreSQL advisory lock) and a run killed half way then rerun."""
+import threading
+
+import pytest
+
+from marketplace import stripe_gateway
+from marketplace.errors import ServiceUnavailable
+from marketplace.extensions import db
+from marketplace.ledger.service import unbalanced_entries
+from marketplace.payouts import service
+from tests.payouts_helpers import (
+    advance, follow_emulator_clock, ledger_balance, payouts_of, sell, stripe_payouts, vendor,
+)
+
+
+@pytest.fixture
+def app(stripe_app, monkeypatch, emulator):
+    follow_emulator_clock(monkeypatch, emulator)
+    yield stripe_app
+    db.session.rollback()
+    assert unbalanced_entries() == []
+
+
+@pytest.fixture
+def sellers(client, auth, emulator):
+    shopper = auth.headers("shopper")
+    rows = [vendor(emulator) for _ in range(3)]
+    for index, seller in enumerate(rows):
+        sell(client, shopper, seller, 1000 * (index + 2))
+    advance(emulator, 8)
+    owed = {seller.id: ledger_balance(seller) for seller in rows}
+    return rows, owed
+
+
+def assert_paid_once(emulator, rows, owed) -> None:
+    for seller in rows:
+        on_stripe = stripe_payouts(emulator, seller)
+        assert len(on_stripe) == 1 and on_stripe[0]["amount"] == owed[seller.id], seller.id
+        assert [p.stripe_payout_id for p in payouts_of(seller)] == [on_stripe[0]["id"]]
+        assert ledger_balance(seller) == 0
+
+
+def test_two_concurrent_runs_never_pay_a_vendor_twice(app, emulator, sellers, pg_only, monkeypatch):
+    rows, owed = sellers
+    inside = threading.Barrier(2)
+    real = stripe_gateway.retrieve_balance
+
+    def slow_balance(account):
+        try:
+            inside.wait(timeout=2)  # both runs are past their start before either pays
+        except threading.BrokenBarrierError:
+            pass
+        return real(account)
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_balance", slow_balance)
+    results = []
+
+    def run():
+        with app.app_context():
+            run = service.run_now()
+            results.append((run.status, run.error, run.payouts_created))
+            db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == [("completed", None, 3), ("failed", "another payout run is in progress", 0)]
+    assert_paid_once(emulator, rows, owed)
+
+
+def test_a_run_killed_after_stripe_paid_is_resumed_by_the_next_run(app, emulator, sellers, monkeypatch):
+    rows, owed = sellers
+    real, calls = stripe_gateway.create_payout, []
+
+    def dies_after_the_second_payout(*args, **kwargs):
+        calls.append(args)
+        created = real(*args, **kwargs)
+        if len(calls) == 2:
+            raise ServiceUnavailable("The payment provider could not be reached.", code="stripe_unavailable")
+        return created
+
+    monkeypatch.setattr(stripe_gateway, "create_payout", dies_after_the_second_payout)
+    first = service.run_now()
+    assert first.status == "failed" and "stripe_unavailable" in first.error and first.payouts_created == 2
+    second = service.run_now()
+    assert second.status == "completed" and second.payouts_created == 1
+    assert len(calls) == 4  # the interrupted payout was sent again with its own key
+    assert calls[1][3] == calls[2][3] and calls[2][3].startswith("payout-pout_")
+    assert service.run_now().payouts_created == 0
+    assert_paid_once(emulator, rows, owed)
