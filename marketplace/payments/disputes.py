@@ -164,7 +164,8 @@ def retransfer(dispute_id: str) -> int:
     for recovery_id, split_id, amount, vendor_id in todo:
         account = db.session.get(Vendor, vendor_id).stripe_account_id
         db.session.commit()
-        # The reinstated funds are available at once, so no source_transaction is needed.
+        # Drawn on the platform's available balance (the charge's own transfers already used
+        # it up); when that is short, Stripe refuses and the outbox retries the job later.
         transfer = stripe_gateway.create_transfer(
             {"amount": amount, "currency": currency, "destination": account,
              "transfer_group": f"order_{order_id}", "expand": ["balance_transaction"],
