@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from marketplace.database import utcnow
 from marketplace.errors import AppError
@@ -51,10 +52,8 @@ def post(kind: str, lines: list[Line], *, key: str, occurred_at: datetime | None
          local_type: str | None = None, local_id: str | None = None) -> JournalEntry:
     """Record one balanced movement once (keyed by `key`); returns the entry."""
     _check(lines)
-    existing = db.session.scalar(select(JournalEntry).where(JournalEntry.entry_key == key))
+    existing = _existing(key, lines)
     if existing is not None:
-        if _signature(existing.postings) != _signature(lines):
-            raise ConflictingEntry(details={"entry_key": key})
         return existing
     entry = JournalEntry(
         entry_key=key, kind=kind, description=description[:300], occurred_at=occurred_at or utcnow(),
@@ -63,9 +62,24 @@ def post(kind: str, lines: list[Line], *, key: str, occurred_at: datetime | None
         postings=[Posting(seq=i, account=line.account, currency=line.currency, amount=line.amount)
                   for i, line in enumerate(lines)],
     )
-    db.session.add(entry)
-    db.session.flush()
+    try:
+        # A webhook job and a request may record the same movement at the same moment:
+        # the unique key decides, and the loser reads the winner's entry.
+        with db.session.begin_nested():
+            db.session.add(entry)
+    except IntegrityError:
+        existing = _existing(key, lines)
+        if existing is None:
+            raise
+        return existing
     return entry
+
+
+def _existing(key: str, lines: list[Line]) -> JournalEntry | None:
+    existing = db.session.scalar(select(JournalEntry).where(JournalEntry.entry_key == key))
+    if existing is not None and _signature(existing.postings) != _signature(lines):
+        raise ConflictingEntry(details={"entry_key": key})
+    return existing
 
 
 def _check(lines: list[Line]) -> None:

@@ -83,3 +83,32 @@ def test_balances_are_sums_of_postings(app, charges):
     assert ledger.balance(BAL, "usd") - start == expected
     assert ledger.unbalanced_entries() == []
     db.session.rollback()
+
+
+def test_the_same_movement_recorded_concurrently_is_one_entry(app, pg_only):
+    """A webhook job and a request racing to record one balance transaction: one entry, no error."""
+    import threading
+
+    barrier = threading.Barrier(4)
+    errors, ids = [], []
+
+    def record():
+        with app.app_context():
+            try:
+                barrier.wait(5)
+                ids.append(ledger.post("charge", charge_lines(), key="txn_race").id)
+                db.session.commit()
+            except Exception as exc:  # collected and asserted below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=record) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert errors == []
+    assert len(set(ids)) == 1
+    assert db.session.scalar(select(func.count()).select_from(JournalEntry)) == 1
+    assert ledger.balance(BAL, "usd") == 941
