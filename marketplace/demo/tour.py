@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 
 import click
 from flask import Flask
 
 from marketplace.auth import service as auth_service
+from marketplace.demo import shopping
 from marketplace.demo.runtime import ApiClient, Progress, ServedApp, wait_for
 
 PASSWORD = "demo-password-not-secret"
@@ -43,6 +45,11 @@ class Tour:
     admin: Actor | None = None
     vendors: list[Actor] = field(default_factory=list)
     shoppers: list[Actor] = field(default_factory=list)
+    orders: list[tuple[Actor, dict]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    payout_run: dict | None = None
+    reconciliation: dict | None = None
+    started: float = field(default_factory=time.time)
 
     def email(self, name: str) -> str:
         return f"{name}+{self.run_id}@demo.example"
@@ -97,14 +104,34 @@ def list_products(tour: Tour) -> None:
 
 
 def report(tour: Tour) -> None:
-    click.echo("")
-    click.echo(f"Demo run {tour.run_id}")
-    click.echo(f"  admin:    {tour.admin.email}")
+    """Per vendor: sales, fees, refunds, payouts; the platform's revenue; reconciliation counts."""
+    out = click.echo
+    out("")
+    out(f"Demo run {tour.run_id}: {len(tour.orders)} paid orders")
+    for note in tour.notes:
+        out(f"  - {note}")
+    out("")
+    out(f"  {'vendor':<12}{'sales':>9}{'fees':>8}{'refunds':>9}{'paid out':>10}{'still held':>12}")
     for actor in tour.vendors:
-        listed = ", ".join(f"{p['name']} ({p['price']})" for p in actor.products)
-        click.echo(f"  vendor    {actor.email:<34} {actor.vendor_id}  {actor.account_id}  {listed}")
-    for actor in tour.shoppers:
-        click.echo(f"  shopper   {actor.email}")
+        sales = tour.api.call("GET", "/api/vendors/me/sales?per_page=100", actor.token)["data"]
+        paid = tour.api.call("GET", "/api/vendors/me/payouts", actor.token)["summary"]["total_paid"]
+        held = sum(b["available"] + b["pending"] for b in
+                   tour.api.call("GET", "/api/vendors/me/balance", actor.token)["balances"])
+        gross, fees = sum(s["subtotal"] for s in sales), sum(s["platform_fee"] for s in sales)
+        refunds = sum(s["refunded"] for s in sales)
+        out(f"  {actor.name:<12}{gross:>9}{fees:>8}{refunds:>9}{paid:>10}{held:>12}")
+    for row in tour.api.call("GET", "/api/admin/reports/revenue", tour.admin.token)["data"]:
+        out("")
+        out(f"  platform ({row['currency']}): gross volume {row['gross_volume']}, platform fees {row['platform_fees']}, "
+            f"Stripe fees {row['stripe_fees']}, refunds {row['refunds']}, disputes {row['disputes']}, "
+            f"net revenue {row['net_revenue']}")
+    run = tour.payout_run or {}
+    out(f"  payout run: {run.get('payouts_created')} payouts, {run.get('total_amount')} in total")
+    rec = tour.reconciliation or {}
+    counts = rec.get("counts", {})
+    out(f"  reconciliation: {rec.get('accounts_checked')} accounts, " +
+        ", ".join(f"{k} {v}" for k, v in counts.items()))
+    out("  (all amounts in minor units, usd)")
 
 
 STEPS = [
@@ -113,6 +140,13 @@ STEPS = [
      lambda tour, app: (create_admin(tour, app), register_actors(tour))),
     ("Onboarding the vendors (Express accounts, links, account.updated webhooks)", lambda tour, app: onboard_vendors(tour)),
     ("Listing products", lambda tour, app: list_products(tour)),
+    ("Placing and paying orders (one vendor, three vendors, a decline, 3-D Secure)",
+     lambda tour, app: shopping.place_and_pay(tour)),
+    ("Refunding part of the three-vendor order", lambda tour, app: shopping.refund_partially(tour)),
+    ("A disputed charge: opened, vendor share recovered, won", lambda tour, app: shopping.open_and_win_dispute(tour)),
+    ("Advancing Stripe's clock three days (funds become available)", lambda tour, app: shopping.advance_clock(tour)),
+    ("Running a payout batch; the banks pay a day later", lambda tour, app: shopping.run_payouts(tour)),
+    ("Reconciling every balance transaction against the ledger", lambda tour, app: shopping.reconcile(tour)),
 ]
 
 

@@ -1,4 +1,6 @@
-"""`flask demo` runs the tour end to end and prints its report."""
+"""`flask demo` runs the whole tour end to end and reconciles to zero discrepancies."""
+import re
+
 from marketplace.demo.command import demo_command
 
 
@@ -6,5 +8,10 @@ def test_demo_runs_end_to_end(app):
     result = app.test_cli_runner().invoke(demo_command)
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert "Demo run" in result.output
-    assert result.output.count("acct_") == 3  # three onboarded vendors with Stripe accounts
+    assert "5 paid orders" in result.output
+    assert re.search(r"payout run: 3 payouts, \d+ in total", result.output)
+    counts = re.search(r"reconciliation: 4 accounts, matched (\d+), missing_in_ledger (\d+), "
+                       r"missing_in_stripe (\d+), amount_mismatch (\d+)", result.output)
+    assert counts, result.output
+    matched, *discrepancies = map(int, counts.groups())
+    assert matched > 0 and discrepancies == [0, 0, 0]

@@ -1,0 +1,122 @@
+"""Tour steps after onboarding: orders, payments, a refund, a dispute, payouts and reconciliation."""
+from __future__ import annotations
+
+import secrets
+import time
+
+from marketplace.demo.runtime import DemoError, wait_for
+
+DAY = 86400
+
+
+def _product(tour, vendor_name: str, index: int) -> dict:
+    return next(a for a in tour.vendors if a.name == vendor_name).products[index]
+
+
+def _order(tour, shopper, lines: list[tuple[str, int, int]]) -> dict:
+    items = [{"product_id": _product(tour, v, i)["id"], "quantity": q} for v, i, q in lines]
+    return tour.api.call("POST", "/api/orders", shopper.token, json={"items": items}, expect=201,
+                         headers={"Idempotency-Key": f"demo-order-{secrets.token_hex(8)}"})
+
+
+def _pay(tour, shopper, order: dict, payment_method: str, expect=200) -> dict:
+    tour.api.call("POST", f"/api/orders/{order['id']}/payment-intent", shopper.token, expect=201)
+    return tour.api.call("POST", f"/api/orders/{order['id']}/confirm", shopper.token, expect=expect,
+                         json={"payment_method": payment_method})
+
+
+def _status(tour, shopper, order_id: str) -> str:
+    return tour.api.call("GET", f"/api/orders/{order_id}", shopper.token)["status"]
+
+
+def _wait_status(tour, shopper, order_id: str, *statuses: str) -> None:
+    wait_for(lambda: _status(tour, shopper, order_id) in statuses, f"order {order_id} to be {'/'.join(statuses)}")
+
+
+def place_and_pay(tour) -> None:
+    """One single-vendor and one three-vendor order paid by card; one decline; one 3-D Secure."""
+    sam, sofia = tour.shoppers
+    single = _order(tour, sam, [("vera", 0, 2)])
+    _pay(tour, sam, single, "pm_card_visa")
+    multi = _order(tour, sofia, [("vera", 1, 1), ("victor", 0, 2), ("valentina", 0, 3)])
+    _pay(tour, sofia, multi, "pm_card_visa")
+    declined = _order(tour, sam, [("victor", 1, 3)])
+    tour.api.call("POST", f"/api/orders/{declined['id']}/payment-intent", sam.token, expect=201)
+    refusal = tour.api.session.post(f"{tour.api.base_url}/api/orders/{declined['id']}/confirm",
+                                    headers={"Authorization": f"Bearer {sam.token}"},
+                                    json={"payment_method": "pm_card_chargeDeclined"}, timeout=30)
+    if refusal.status_code != 402:
+        raise DemoError(f"expected a decline, got {refusal.status_code}")
+    tour.notes.append(f"declined card: 402 {refusal.json()['error']['details'].get('decline_code')}, then paid by visa")
+    tour.api.call("POST", f"/api/orders/{declined['id']}/confirm", sam.token, json={"payment_method": "pm_card_visa"})
+    secure = _order(tour, sofia, [("valentina", 1, 1), ("victor", 1, 1)])
+    answer = _pay(tour, sofia, secure, "pm_card_authenticationRequired")
+    if answer["status"] != "requires_action":
+        raise DemoError(f"expected requires_action, got {answer['status']}")
+    intent = tour.api.call("GET", f"/api/orders/{secure['id']}", sofia.token)["payment"]["payment_intent_id"]
+    tour.emulator("POST", f"/_emulator/payment_intents/{intent}/authenticate", json={"outcome": "succeed"})
+    tour.notes.append("3-D Secure: requires_action, authenticated, paid via payment_intent.succeeded")
+    for shopper, order in ((sam, single), (sofia, multi), (sam, declined), (sofia, secure)):
+        _wait_status(tour, shopper, order["id"], "paid")
+        tour.orders.append((shopper, order))
+
+
+def refund_partially(tour) -> None:
+    """The admin refunds part of the three-vendor order (an odd amount, spread over vendors)."""
+    sofia, multi = tour.orders[1]
+    refund = tour.api.call("POST", f"/api/orders/{multi['id']}/refunds", tour.admin.token, expect=201,
+                           json={"amount": 1001, "reason": "requested_by_customer"})
+    tour.notes.append("partial refund of 1001 split " + ", ".join(
+        f"{a['vendor_id'][-6:]}={a['amount']}" for a in refund["allocations"]))
+    _wait_status(tour, sofia, multi["id"], "partially_refunded")
+
+
+def open_and_win_dispute(tour) -> None:
+    """A shopper's bank disputes a charge; the vendor's share is recovered, then returned when won."""
+    sam = tour.shoppers[0]
+    order = _order(tour, sam, [("victor", 0, 1)])
+    _pay(tour, sam, order, "pm_card_createDispute")
+    _wait_status(tour, sam, order["id"], "disputed")
+    disputes = tour.emulator("GET", "/v1/disputes", headers={"Authorization": "Bearer sk_test_emulator"})
+    dispute = disputes["data"][0]["id"]
+    tour.emulator("POST", f"/_emulator/disputes/{dispute}/close", json={"outcome": "won"})
+    _wait_status(tour, sam, order["id"], "paid")
+    tour.orders.append((sam, order))
+    tour.notes.append(f"dispute {dispute}: opened, vendor share reversed; won, share re-transferred "
+                      "once the platform's funds are available")
+
+
+def advance_clock(tour) -> None:
+    """Three days pass on Stripe: card funds become available."""
+    tour.emulator("POST", "/_emulator/clock/advance", json={"seconds": 3 * DAY})
+
+
+def run_payouts(tour) -> None:
+    """The admin runs a payout batch; a day later the banks have paid."""
+    run = tour.api.call("POST", "/api/admin/payout-runs", tour.admin.token, json={}, expect=202)
+    done = wait_for(lambda: _finished(tour, f"/api/admin/payout-runs/{run['id']}"), "the payout run")
+    if done["status"] != "completed":
+        raise DemoError(f"payout run ended {done['status']}")
+    tour.payout_run = done
+    tour.emulator("POST", "/_emulator/clock/advance", json={"seconds": DAY})
+    for vendor in tour.vendors:
+        wait_for(lambda v=vendor: all(p["status"] == "paid" for p in
+                 tour.api.call("GET", "/api/vendors/me/payouts", v.token)["data"]), f"{vendor.name}'s payouts")
+
+
+def reconcile(tour) -> None:
+    """Every balance transaction on Stripe, platform and vendors, matched against the ledger."""
+    now = tour.emulator("GET", "/_emulator/clock")["now"]
+    window = {"from": _iso(tour.started - 3600), "to": _iso(now + 3600)}
+    run = tour.api.call("POST", "/api/admin/reconciliation-runs", tour.admin.token, json=window, expect=202)
+    tour.reconciliation = wait_for(lambda: _finished(tour, f"/api/admin/reconciliation-runs/{run['id']}"),
+                                   "the reconciliation run")
+
+
+def _finished(tour, path: str) -> dict | None:
+    body = tour.api.call("GET", path, tour.admin.token)
+    return body if body["status"] in ("completed", "failed") else None
+
+
+def _iso(unix: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
