@@ -11,19 +11,24 @@ the webhooks have one module to call.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from marketplace import idempotency, outbox, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.database import utcnow
 from marketplace.errors import Conflict, NotFound
 from marketplace.extensions import db
-from marketplace.orders import service as orders_service
 from marketplace.orders.models import Order
 from marketplace.payments import ledger_entries as entries
-from marketplace.payments.locking import lock_order, payment_for_intent
+from marketplace.payments.intent_events import (
+    handle_payment_intent_canceled,
+    handle_payment_intent_failed,
+    handle_requires_action,
+)
+from marketplace.payments.locking import lock_order, locked_payment
 from marketplace.payments.models import Payment
 from marketplace.vendors.models import Vendor
 
@@ -103,16 +108,37 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
     order = db.session.get(Order, order_id)
     if order.status not in PAYABLE:
         raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
-    payment.confirm_attempts += 1
-    key = f"confirm-{payment.id}-{payment.confirm_attempts}"
     payment_id, intent_id = payment.id, payment.payment_intent_id
+    key = confirm_key(payment, payment_method)
     db.session.commit()  # no transaction stays open over the network call
     try:
         intent = stripe_gateway.confirm_payment_intent(intent_id, payment_method, key)
     except stripe_gateway.PaymentDeclined:
+        _next_attempt(payment_id)
         handle_payment_intent_failed({"id": intent_id})
         raise
+    except stripe_gateway.StripeFailure:
+        # E.g. an earlier attempt whose answer was lost already succeeded: go by Stripe's state.
+        intent = stripe_gateway.retrieve_payment_intent(intent_id)
+        if intent["status"] not in ("succeeded", "requires_action"):
+            raise
+    if intent["status"] != "succeeded":
+        _next_attempt(payment_id)
     return _after_confirm(db.session.get(Payment, payment_id), intent)
+
+
+def confirm_key(payment: Payment, payment_method: str) -> str:
+    """Same attempt and card, same key: a retry after a timeout or a 5xx cannot confirm twice."""
+    digest = hashlib.sha256(payment_method.encode()).hexdigest()[:16]
+    return f"confirm-{payment.id}-{payment.confirm_attempts}-{digest}"
+
+
+def _next_attempt(payment_id: str) -> None:
+    """After a definite answer (declined, authentication needed) the next confirmation is a new attempt."""
+    db.session.execute(
+        update(Payment).where(Payment.id == payment_id).values(confirm_attempts=Payment.confirm_attempts + 1)
+    )
+    db.session.commit()
 
 
 def _after_confirm(payment: Payment, intent: dict) -> dict:
@@ -142,7 +168,7 @@ def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
         return None
     charge = intent["latest_charge"]
     vendor_payment = _vendor_payment(charge)
-    payment, order = _locked_payment(intent["id"])
+    payment, order = locked_payment(intent["id"])
     if payment is None:
         return None
     first = payment.status != "succeeded"
@@ -163,17 +189,6 @@ def _vendor_payment(charge: dict) -> dict | None:
     return stripe_gateway.retrieve_charge(
         transfer["destination_payment"], account=transfer["destination"], expand=["balance_transaction"]
     )
-
-
-def _locked_payment(intent_id: str) -> tuple[Payment | None, Order | None]:
-    payment = payment_for_intent(intent_id)
-    if payment is None:
-        db.session.rollback()
-        log.warning("payment intent %s belongs to no order: ignored", intent_id)
-        return None, None
-    order = lock_order(payment.order_id)
-    db.session.refresh(payment)
-    return payment, order
 
 
 def _record_success(payment: Payment, order: Order, charge: dict, vendor_payment: dict | None) -> None:
@@ -205,56 +220,6 @@ def _record_destination(order: Order, charge: dict, vendor_payment: dict) -> Non
     split.stripe_transfer_id = transfer["id"]
     if split.status == "pending":
         split.status = "transferred"
-
-
-def handle_payment_intent_failed(payment_intent: dict) -> Payment | None:
-    """A declined attempt: the order becomes payment_failed (still payable); paid orders are untouched."""
-    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
-    if intent["status"] not in ("requires_payment_method", "canceled"):
-        return None
-    payment, order = _locked_payment(intent["id"])
-    if payment is None:
-        return None
-    error = intent.get("last_payment_error") or {}
-    if payment.status != "succeeded":
-        payment.status = intent["status"]
-        payment.decline_code = error.get("decline_code") or error.get("code")
-    if order.status == "pending_payment" and intent["status"] == "requires_payment_method":
-        order.status = "payment_failed"
-    db.session.commit()
-    return payment
-
-
-def handle_requires_action(payment_intent: dict) -> Payment | None:
-    """The shopper must authenticate (3-D Secure): recorded, the order stays payable."""
-    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
-    payment, order = _locked_payment(intent["id"])
-    if payment is None:
-        return None
-    if payment.status != "succeeded" and intent["status"] == "requires_action":
-        payment.status = "requires_action"
-    db.session.commit()
-    return payment
-
-
-def handle_payment_intent_canceled(payment_intent: dict) -> Payment | None:
-    """A canceled PaymentIntent cancels its unpaid order and releases the stock, once."""
-    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
-    if intent["status"] != "canceled":
-        return None
-    payment, order = _locked_payment(intent["id"])
-    if payment is None:
-        return None
-    payment.status = "canceled"
-    if order.status in PAYABLE:
-        order.status = "canceled"
-        order.canceled_at = utcnow()
-        for split in order.splits:
-            split.status = "canceled"
-    if order.status == "canceled":
-        orders_service.release_stock(order, commit=False)
-    db.session.commit()
-    return payment
 
 
 def list_payments(user: User, page: int, per_page: int, status: str | None = None,

@@ -208,3 +208,18 @@ def test_twenty_concurrent_calls_make_one_payment_intent(client, shopper, emulat
     assert sorted(status for status, _ in results) == [200] * 19 + [201]
     assert len({pi for _, pi in results}) == 1
     assert len(emu(emulator, "GET", "/v1/payment_intents")["data"]) == 1
+
+
+@pytest.mark.parametrize("mode, status, code", [
+    ("rate_limit", 429, "rate_limited"),
+    ("error", 503, "stripe_unavailable"),
+])
+def test_stripe_errors_on_confirm_are_mapped_never_500(client, shopper, emulator, mode, status, code):
+    order = order_for(client, shopper, [onboarded_vendor(emulator)], [1000])
+    client.post(f"/api/orders/{order['id']}/payment-intent", headers=shopper)
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/payment_intents", mode=mode, count=1, method="POST")
+    response = client.post(f"/api/orders/{order['id']}/confirm", json={"payment_method": "pm_card_visa"}, headers=shopper)
+    assert response.status_code == status and response.get_json()["error"]["code"] == code
+    assert response.headers.get("Retry-After")
+    retried = client.post(f"/api/orders/{order['id']}/confirm", json={"payment_method": "pm_card_visa"}, headers=shopper)
+    assert retried.status_code == 200 and retried.get_json()["status"] == "succeeded"
