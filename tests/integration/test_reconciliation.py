@@ -1,5 +1,8 @@
 """Reconciliation runs: the admin API, validation, the CLI, reruns, RQ fan-out; the revenue report."""
+from datetime import datetime, timezone
+
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from marketplace import outbox
@@ -93,8 +96,6 @@ def test_cli_run_prints_progress_and_counts(client, shopper, emulator, app):
 
 
 def test_the_daily_run_covers_yesterday(app):
-    from datetime import datetime, timezone
-
     run = service.create_daily_run(datetime(2026, 11, 21, 2, 30, tzinfo=timezone.utc))
     assert (iso(int(run.window_start.timestamp())), iso(int(run.window_end.timestamp()))) == (
         "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
@@ -103,7 +104,6 @@ def test_the_daily_run_covers_yesterday(app):
 
 def test_fan_out_through_rq(redis_app, emulator, monkeypatch):
     """One job per account on a real Redis; the last one to finish completes the run."""
-    import requests
     from rq import SimpleWorker
 
     from marketplace import queue
@@ -114,8 +114,7 @@ def test_fan_out_through_rq(redis_app, emulator, monkeypatch):
     redis_app.extensions.pop("stripe_client", None)
     sellers = [onboarded_vendor(emulator) for _ in range(2)]
     start = emulator_now(emulator) - 60
-    run = service.create_run(*[__import__("datetime").datetime.fromtimestamp(t, __import__("datetime").timezone.utc)
-                               for t in (start, emulator_now(emulator) + 60)])
+    run = service.create_run(*[datetime.fromtimestamp(t, timezone.utc) for t in (start, emulator_now(emulator) + 60)])
     outbox.relay_if_committed()
     worker = SimpleWorker([queue.get_queue()], connection=queue.get_redis())
     for _ in range(3):  # start_run, then the account jobs it relayed
@@ -148,3 +147,29 @@ def test_revenue_report_matches_hand_computed_figures(client, shopper, admin, em
     empty = client.get(f"/api/admin/reports/revenue?from={later}", headers=admin)
     assert empty.get_json() == {"data": []}
     assert client.get(f"/api/admin/reports/revenue?from={later}&to=2020-01-01T00:00:00Z", headers=admin).status_code == 422
+
+
+def test_a_stripe_outage_fails_the_run_and_the_retried_job_completes_it(client, shopper, admin, emulator):
+    seller = onboarded_vendor(emulator)
+    start = emulator_now(emulator) - 60
+    _paid(client, shopper, [seller], [1000])
+    window = [datetime.fromtimestamp(t, timezone.utc) for t in (start, emulator_now(emulator) + 60)]
+    run = service.create_run(*window)
+    service.start(run.id, fan_out=False)
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/balance_transactions", mode="error", count=10)
+    with pytest.raises(Exception):
+        service.reconcile_account(run.id, "platform")
+    assert client.get(f"{RUNS}/{run.id}", headers=admin).get_json()["status"] == "failed"
+    requests.delete(f"{emulator.url}/_emulator/faults", timeout=10)
+    for key in ("platform", seller.stripe_account_id):
+        service.reconcile_account(run.id, key)
+    done = client.get(f"{RUNS}/{run.id}", headers=admin).get_json()
+    assert done["status"] == "completed" and done["counts"]["matched"] == 4 and done["last_error"] is None
+
+
+def test_the_daily_reconciliation_is_scheduled():
+    from marketplace import queue
+    from marketplace.worker import SCHEDULE
+
+    (entry,) = [e for e in SCHEDULE if e.name == "daily-reconciliation"]
+    assert callable(queue.resolve(entry.job))
