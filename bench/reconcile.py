@@ -226,7 +226,8 @@ def bench_size(app, url: str, n: int, first_peak: float | None, traced_max: int)
         "time_ratio": round(rec_s / read_s, 2), "time_target": 3.0,
         "read_peak_rss_growth_mib": round(read_rss, 1), "reconcile_peak_rss_growth_mib": round(rec_rss, 1),
         **traced,
-        "reconcile_memory_vs_smallest": round(rec_rss / (first_peak or rec_rss or 1), 2),
+        "reconcile_traced_peak_vs_smallest": (round(traced["reconcile_traced_peak_mib"] / first_peak, 2)
+                                              if traced and first_peak else None),
         "counts": {k: counts[k] for k in expected}, "status": counts["status"],
     }
 
@@ -260,7 +261,7 @@ def main() -> None:
                 continue
             started = time.monotonic()
             line = bench_size(app, url, n, first_peak, args.traced_max)
-            first_peak = first_peak or line["reconcile_peak_rss_growth_mib"] or None
+            first_peak = first_peak or line.get("reconcile_traced_peak_mib")
             per_item = (time.monotonic() - started) / n
             print(json.dumps(line), flush=True)
     finally:
