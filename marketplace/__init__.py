@@ -46,6 +46,7 @@ def register_extensions(app: Flask) -> None:
 
 def _import_models() -> None:
     """Every model module, so metadata (and migrations) see every table."""
+    import marketplace.audit  # noqa: F401
     import marketplace.auth.models  # noqa: F401
     import marketplace.catalog.models  # noqa: F401
     import marketplace.idempotency  # noqa: F401
@@ -60,6 +61,7 @@ def _import_models() -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from marketplace.admin.routes import blp as admin_audit_blp
     from marketplace.auth.routes import blp as auth_blp
     from marketplace.catalog.routes import blp as products_blp
     from marketplace.extensions import api
@@ -80,7 +82,7 @@ def register_blueprints(app: Flask) -> None:
         admin_vendors_blp, webhooks_blp, admin_webhooks_blp, vendor_payouts_blp, admin_payouts_blp,
     ):
         api.register_blueprint(blp)
-    for blp in (admin_reconciliation_blp, admin_reports_blp):
+    for blp in (admin_reconciliation_blp, admin_reports_blp, admin_audit_blp):
         api.register_blueprint(blp)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from marketplace import audit
 from marketplace.auth.models import ApiToken, User
 from marketplace.database import utcnow
 from marketplace.errors import AppError, Conflict
@@ -48,6 +49,9 @@ def create_user(email: str, password: str, role: str) -> User:
     user = User(email=normalize_email(email), password_hash=_hash_password(password), role=role)
     db.session.add(user)
     try:
+        db.session.flush()
+        if role == "admin":
+            audit.record("user.admin_created", "user", user.id)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

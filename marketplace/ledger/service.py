@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from marketplace.database import utcnow
+from marketplace.database import new_id, utcnow
 from marketplace.errors import AppError
 from marketplace.extensions import db
 from marketplace.ledger.models import JournalEntry, Posting
@@ -55,24 +56,33 @@ def post(kind: str, lines: list[Line], *, key: str, occurred_at: datetime | None
     existing = _existing(key, lines)
     if existing is not None:
         return existing
-    entry = JournalEntry(
-        entry_key=key, kind=kind, description=description[:300], occurred_at=occurred_at or utcnow(),
-        stripe_object_id=stripe_object_id, stripe_balance_transaction_id=stripe_balance_transaction_id,
-        stripe_account=stripe_account, local_type=local_type, local_id=local_id,
-        postings=[Posting(seq=i, account=line.account, currency=line.currency, amount=line.amount)
-                  for i, line in enumerate(lines)],
+    entry_id = new_id("je")
+    values = dict(
+        id=entry_id, entry_key=key, kind=kind, description=description[:300],
+        occurred_at=occurred_at or utcnow(), created_at=utcnow(), stripe_object_id=stripe_object_id,
+        stripe_balance_transaction_id=stripe_balance_transaction_id, stripe_account=stripe_account,
+        local_type=local_type, local_id=local_id,
     )
-    try:
-        # A webhook job and a request may record the same movement at the same moment:
-        # the unique key decides, and the loser reads the winner's entry.
-        with db.session.begin_nested():
-            db.session.add(entry)
-    except IntegrityError:
+    # A webhook job and a request may record the same movement at the same moment: the
+    # unique key decides without aborting the caller's transaction, and the loser reads
+    # the winner's entry (on PostgreSQL the insert waits for the winner to commit).
+    if not _insert_once(values):
         existing = _existing(key, lines)
         if existing is None:
-            raise
+            raise ConflictingEntry("The entry key is taken by an uncommitted entry.", details={"entry_key": key})
         return existing
-    return entry
+    db.session.add_all(Posting(entry_id=entry_id, seq=i, account=line.account, currency=line.currency,
+                               amount=line.amount) for i, line in enumerate(lines))
+    db.session.flush()
+    return db.session.get(JournalEntry, entry_id)
+
+
+def _insert_once(values: dict) -> bool:
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (insert(JournalEntry).values(**values)
+            .on_conflict_do_nothing(index_elements=["entry_key"]).returning(JournalEntry.id))
+    return db.session.execute(stmt).scalar() is not None
 
 
 def _existing(key: str, lines: list[Line]) -> JournalEntry | None:

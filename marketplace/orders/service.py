@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
-from marketplace import idempotency, stripe_gateway
+from marketplace import audit, idempotency, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.catalog.models import Product
 from marketplace.database import utcnow
@@ -42,6 +42,7 @@ def create_order(user: User, items: list[dict[str, Any]]) -> Order:
     order = _record(user, draft)
     db.session.flush()
     idempotency.bind("order", order.id)
+    audit.record("order.created", "order", order.id, amount=order.total, currency=order.currency)
     db.session.commit()
     log.info("order %s created: %s %s, %d split(s)", order.id, order.total, currency, len(draft.splits))
     return order
@@ -177,6 +178,7 @@ def cancel_order(user: User, order_id: str) -> Order:
     release_stock(order, commit=False)
     for split in order.splits:
         split.status = "canceled"
+    audit.record("order.canceled", "order", order.id, amount=order.total, currency=order.currency)
     db.session.commit()
     return order
 

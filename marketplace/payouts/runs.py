@@ -23,7 +23,7 @@ from typing import Callable, Iterable
 from flask import current_app
 from sqlalchemy import func, select
 
-from marketplace import stripe_gateway
+from marketplace import audit, stripe_gateway
 from marketplace.database import utcnow
 from marketplace.errors import AppError
 from marketplace.extensions import db
@@ -151,6 +151,9 @@ def _create_row(run: PayoutRun, due, account: str, amount: int, start, end) -> P
     db.session.add(payout)
     run.payouts_created += 1
     run.total_amount += amount
+    if not run.dry_run:
+        db.session.flush()
+        audit.record("payout.created", "payout", payout.id, amount=amount, currency=due.currency)
     db.session.commit()
     return payout
 

@@ -11,7 +11,7 @@ from croniter import croniter
 from flask import current_app
 from sqlalchemy import func, select
 
-from marketplace import outbox, stripe_gateway
+from marketplace import audit, outbox, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.database import isoformat, utcnow
 from marketplace.errors import Conflict, NotFound
@@ -50,6 +50,7 @@ def create_run(currency: str | None = None, dry_run: bool = False) -> PayoutRun:
     db.session.flush()
     bind("payout_run", run.id)
     outbox.add(execute_payout_run, run.id)
+    audit.record("payout_run.created" + (".dry_run" if dry_run else ""), "payout_run", run.id, currency=currency)
     db.session.commit()
     return run
 
@@ -58,6 +59,8 @@ def run_now(currency: str | None = None, dry_run: bool = False, progress=None) -
     """Create a run and execute it in this process (the CLI and the daily job)."""
     run = PayoutRun(currency=currency, dry_run=dry_run, status="queued")
     db.session.add(run)
+    db.session.flush()
+    audit.record("payout_run.created" + (".dry_run" if dry_run else ""), "payout_run", run.id, currency=currency)
     db.session.commit()
     return runs.execute(run.id, progress)
 

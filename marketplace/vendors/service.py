@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from marketplace import stripe_gateway
+from marketplace import audit, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.database import isoformat, utcnow
 from marketplace.errors import Conflict, NotFound, ValidationFailed
@@ -199,6 +199,10 @@ def admin_update_vendor(vendor_id: str, fee_policy: Any = UNSET, status: str | N
     elif status == "active" and vendor.suspended:
         vendor.suspended = False
         vendor.status = _derived_from_columns(vendor)
+    if fee_policy is not UNSET:
+        audit.record("vendor.fee_policy_changed", "vendor", vendor.id)
+    if status is not None:
+        audit.record(f"vendor.status_set_{status}", "vendor", vendor.id)
     db.session.commit()
     log.info("admin updated vendor %s (status=%s, fee_policy=%s)", vendor.id, vendor.status,
              "unchanged" if fee_policy is UNSET else fee_policy)
