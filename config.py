@@ -100,6 +100,10 @@ class Config:
         self.RATELIMIT_REGISTER = env.get("RATELIMIT_REGISTER") or "20 per hour"
         self.RATELIMIT_TOKENS = env.get("RATELIMIT_TOKENS") or "10 per minute; 100 per hour"
         self.RATELIMIT_CHECKOUT = env.get("RATELIMIT_CHECKOUT") or "60 per minute"
+        # Velocity checks at checkout, per shopper and per IP, over a sliding window.
+        self.FRAUD_WINDOW_SECONDS = _int(env, "FRAUD_WINDOW_SECONDS", 3600, minimum=1)
+        self.FRAUD_MAX_ORDERS = _int(env, "FRAUD_MAX_ORDERS", 30, minimum=1)
+        self.FRAUD_MAX_FAILED_PAYMENTS = _int(env, "FRAUD_MAX_FAILED_PAYMENTS", 5, minimum=1)
         self.STRIPE_TIMEOUT_SECONDS = _int(env, "STRIPE_TIMEOUT_SECONDS", 30, minimum=1)
         self.SUPPORTED_CURRENCIES = _currencies(env.get("SUPPORTED_CURRENCIES"))
         # Who bears a disputed sale while the dispute is open: the vendor (its transfer is

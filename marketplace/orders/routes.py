@@ -2,6 +2,7 @@
 from marketplace.auth.guard import current_user
 from marketplace.idempotency import idempotent
 from marketplace.openapi import Blueprint
+from marketplace.ratelimit import configured, limiter
 from marketplace.orders import service
 from marketplace.orders.schemas import OrderCreateSchema, OrderListArgsSchema, OrderSchema
 from marketplace.pagination import list_schema
@@ -10,11 +11,12 @@ blp = Blueprint("orders", __name__, url_prefix="/api/orders", description="Order
 
 
 @blp.route("", methods=["POST"])
+@limiter.limit(configured("RATELIMIT_CHECKOUT"))
 @blp.auth("shopper")
 @idempotent
 @blp.arguments(OrderCreateSchema)
 @blp.response(201, OrderSchema)
-@blp.errors(409, 422)
+@blp.errors(409, 422, 429)
 def create_order(body):
     """Order products (prices from the catalog); stock is reserved atomically. Honours Idempotency-Key."""
     return service.create_order(current_user(), body["items"])

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
-from marketplace import audit, idempotency, stripe_gateway
+from marketplace import audit, fraud, idempotency, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.catalog.models import Product
 from marketplace.database import utcnow
@@ -28,6 +28,7 @@ def create_order(user: User, items: list[dict[str, Any]]) -> Order:
     earlier = idempotency.recovered("order")
     if earlier:  # an attempt with this Idempotency-Key committed the order, then died
         return get_order(user, earlier)
+    fraud.check_order_velocity(user.id)
     merged = pricing.merge_lines(items)
     products = _load(Product, [pid for pid, _, _ in merged])
     vendors = _load(Vendor, [p.vendor_id for p in products.values()])

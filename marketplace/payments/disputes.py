@@ -14,7 +14,7 @@ import logging
 from flask import current_app
 from sqlalchemy import select
 
-from marketplace import outbox, stripe_gateway
+from marketplace import audit, outbox, stripe_gateway
 from marketplace.database import utcnow
 from marketplace.errors import Conflict
 from marketplace.extensions import db
@@ -76,6 +76,7 @@ def _ensure(current: dict) -> Dispute | None:
                       order_status_before=order.status)
         db.session.add(row)
         db.session.flush()
+        audit.record("dispute.opened", "dispute", row.id, amount=row.amount, currency=row.currency)
         if row.recovery == "vendor":
             _plan_recoveries(row, order)
         order.status = "disputed"
@@ -139,6 +140,8 @@ def handle_dispute_closed(dispute: dict) -> Dispute | None:
     row.status = current["status"]
     if first:
         row.closed_at = utcnow()
+        audit.record(f"dispute.{row.status}", "dispute", row.id, amount=current.get("amount"),
+                     currency=current.get("currency"))
         if row.status == "won" and order.status == "disputed":
             order.status = row.order_status_before
     for bt in current.get("balance_transactions") or []:

@@ -14,7 +14,7 @@ import logging
 
 from sqlalchemy import select
 
-from marketplace import idempotency, outbox, stripe_gateway
+from marketplace import audit, idempotency, outbox, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.errors import AppError, Conflict, NotFound, ValidationFailed
 from marketplace.extensions import db
@@ -78,6 +78,7 @@ def _reserve(user: User, order_id: str, reason: str, amount: int | None, items: 
     from jobs.payments import complete_refund as complete_job
 
     outbox.add(complete_job, refund.id)  # completes it if this process stops half way
+    audit.record("refund.created", "refund", refund.id, amount=refund.amount, currency=refund.currency)
     db.session.commit()
     return refund.id
 

@@ -2,6 +2,7 @@
 from marketplace.auth.guard import current_user
 from marketplace.idempotency import idempotent
 from marketplace.openapi import Blueprint
+from marketplace.ratelimit import configured, limiter
 from marketplace.pagination import list_schema
 from marketplace.payments import refunds, service
 from marketplace.payments.schemas import (
@@ -18,6 +19,7 @@ blp = Blueprint("payments", __name__, url_prefix="/api", description="Payments a
 
 
 @blp.route("/orders/<order_id>/payment-intent", methods=["POST"])
+@limiter.limit(configured("RATELIMIT_CHECKOUT"))
 @blp.auth("shopper")
 @idempotent
 @blp.response(201, PaymentIntentSchema)
@@ -30,6 +32,7 @@ def create_payment_intent(order_id):
 
 
 @blp.route("/orders/<order_id>/confirm", methods=["POST"])
+@limiter.limit(configured("RATELIMIT_CHECKOUT"))
 @blp.auth("shopper")
 @idempotent
 @blp.arguments(ConfirmSchema)

@@ -16,7 +16,7 @@ import logging
 
 from sqlalchemy import select, update
 
-from marketplace import idempotency, outbox, stripe_gateway
+from marketplace import audit, fraud, idempotency, outbox, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.database import utcnow
 from marketplace.errors import Conflict, NotFound
@@ -72,6 +72,7 @@ def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     order.payment_intent_id = intent["id"]
     db.session.flush()
     idempotency.bind("payment", payment.id)
+    audit.record("payment_intent.created", "payment", payment.id, amount=payment.amount, currency=payment.currency)
     db.session.commit()
     return payment, True
 
@@ -102,6 +103,7 @@ def _intent_params(order: Order) -> dict:
 
 def confirm(user: User, order_id: str, payment_method: str) -> dict:
     """Confirm the order's PaymentIntent; success marks the order paid before answering."""
+    fraud.check_failed_payments(user.id)
     payment, _ = create_payment_intent(user, order_id)
     if payment.status == "succeeded":
         return _result(payment, None)
@@ -114,6 +116,7 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
     try:
         intent = stripe_gateway.confirm_payment_intent(intent_id, payment_method, key)
     except stripe_gateway.PaymentDeclined:
+        fraud.record_failed_payment(user.id)
         _next_attempt(payment_id)
         handle_payment_intent_failed({"id": intent_id})
         raise
@@ -173,6 +176,8 @@ def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
         return None
     first = payment.status != "succeeded"
     _record_success(payment, order, charge, vendor_payment)
+    if first:
+        audit.record("payment.succeeded", "payment", payment.id, amount=payment.amount, currency=payment.currency)
     if first and order.charge_type == "separate_transfers":
         from jobs.payments import create_transfers
 

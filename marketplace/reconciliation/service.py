@@ -19,7 +19,7 @@ from typing import Callable
 
 from sqlalchemy import delete, select, update
 
-from marketplace import outbox, stripe_gateway
+from marketplace import audit, outbox, stripe_gateway
 from marketplace.database import utcnow
 from marketplace.errors import NotFound, ValidationFailed
 from marketplace.extensions import db
@@ -60,6 +60,7 @@ def create_run(start: datetime, end: datetime, trigger: str = "api") -> Reconcil
     db.session.flush()
     bind("reconciliation_run", run.id)
     outbox.add(start_run, run.id)
+    audit.record("reconciliation_run.created", "reconciliation_run", run.id)
     db.session.commit()
     return run
 

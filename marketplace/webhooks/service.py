@@ -11,7 +11,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from jobs.webhooks import process_event_job
-from marketplace import outbox, stripe_gateway
+from marketplace import audit, outbox, stripe_gateway
 from marketplace.database import new_id, utcnow
 from marketplace.errors import NotFound
 from marketplace.extensions import db
@@ -153,6 +153,7 @@ def replay(row_id: str) -> WebhookEvent:
         raise NotFound("No such webhook event.")
     row.status, row.attempts, row.processed_at = "received", 0, None
     outbox.add(process_event_job, row.id)
+    audit.record("webhook_event.replayed", "webhook_event", row.id)
     db.session.commit()
     return row
 

@@ -56,3 +56,4 @@ def test_creating_an_admin_is_audited_as_system(app):
     assert result.exit_code == 0
     [entry] = entries("user.admin_created")
     assert entry.actor == audit.SYSTEM and entry.request_id is None
+
