@@ -1,0 +1,431 @@
+"""Benchmark of a checkout and webhook mix: throughput and p50/p95/p99 latency per endpoint.
+
+Runs the whole stack on 127.0.0.1: the Stripe emulator (`python -m stripe_emulator`, which
+signs and delivers every event to the app), the app under gunicorn as it is deployed
+(gthread, BENCH_WORKERS workers x BENCH_THREADS threads) on PostgreSQL (a database of its
+own, created and dropped) and Redis (db 12 by default, flushed before and after), and
+BENCH_RQ_WORKERS `flask worker` processes that process the events. Rate limits and fraud
+thresholds are raised through the environment so the figures are the app's, not the
+limiter's.
+
+Set-up over HTTP: vendors register, get an Express account and finish onboarding on the
+emulator (active once account.updated is processed), list products; shoppers register; an
+admin is made with `flask users create-admin`. Then BENCH_CLIENTS client threads (one
+requests.Session each) place orders, create their PaymentIntents and confirm them with
+pm_card_visa; every BENCH_REFUND_EVERY-th order, once paid (payment_intent.succeeded
+processed), gets a partial refund from the admin in a thread of its own. The mix stops after
+BENCH_ORDERS orders or BENCH_SECONDS seconds, whichever comes first.
+
+Latency of the four client endpoints is measured by the client (request sent to response
+read). Webhook latency cannot be: the emulator delivers them. It is taken from gunicorn's
+access log (`%(D)s`, microseconds from request parsed to response written), for the
+deliveries of the mix; the access log gives the same server-side figures for every other
+endpoint too (`server_*`), so the two views can be set side by side.
+
+Each endpoint is set beside the figure published for a comparable Node payment service
+(payment intent creation < 200 ms, confirmation < 300 ms, webhook < 100 ms, refund
+< 250 ms); the target is p99 at least ten times under it (reference / p99 >= 10).
+Prints one JSON line per endpoint, then a summary line.
+
+    python bench/load.py        # BENCH_PG=postgresql://postgres@127.0.0.1:5432
+                                # BENCH_REDIS=redis://127.0.0.1:6379/12
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
+ORDERS = int(os.environ.get("BENCH_ORDERS", "400"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "60"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "4"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+RQ_WORKERS = int(os.environ.get("BENCH_RQ_WORKERS", "2"))
+REFUND_EVERY = int(os.environ.get("BENCH_REFUND_EVERY", "5"))
+VENDORS = int(os.environ.get("BENCH_VENDORS", "3"))
+SHOPPERS = int(os.environ.get("BENCH_SHOPPERS", str(CLIENTS)))
+SECRET = "whsec_bench_load"
+PASSWORD = "bench-password-not-secret"
+TIMEOUT = 30  # seconds, per request
+
+# Published figures of a comparable Node payment service (ms); target: p99 ten times under.
+REFERENCE_MS = {
+    "POST /api/orders/{id}/payment-intent": 200,
+    "POST /api/orders/{id}/confirm": 300,
+    "POST /api/webhooks/stripe": 100,
+    "POST /api/orders/{id}/refunds": 250,
+}
+TARGET_RATIO = 10
+SETTLED = ("paid", "partially_refunded", "refunded")
+_ID = re.compile(r"/[a-z]+_[0-9a-z]{26}(?=/|$)")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def psql(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def flush_redis() -> None:
+    from redis import Redis
+
+    Redis.from_url(REDIS).flushdb()
+
+
+def spawn(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def wait_port(proc: subprocess.Popen, port: int, what: str, log: Path) -> None:
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError(f"{what} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(check, what: str, seconds: float = 30.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise BenchError(f"timed out waiting for {what}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(1, min(len(values), -(-len(values) * q // 100)))
+    return values[int(rank) - 1]
+
+
+def endpoint(method: str, path: str) -> str:
+    return f"{method} {_ID.sub('/{id}', path)}"
+
+
+class Api:
+    """A requests.Session against the app; `timed` records client-side latency per endpoint."""
+
+    def __init__(self, base: str, token: str | None = None):
+        self.base, self.session = base, requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, path: str, expect: int = 200, **kwargs):
+        response = self.session.request(method, self.base + path, timeout=TIMEOUT, **kwargs)
+        if response.status_code != expect:
+            raise BenchError(f"{method} {path} -> {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def timed(self, record, method: str, path: str, expect: int, **kwargs):
+        started = time.perf_counter()
+        response = self.session.request(method, self.base + path, timeout=TIMEOUT, **kwargs)
+        elapsed = time.perf_counter() - started
+        record(endpoint(method, path), elapsed, response.status_code == expect)
+        if response.status_code != expect:
+            raise BenchError(f"{method} {path} -> {response.status_code} {response.text[:300]}")
+        return response.json()
+
+
+def token(base: str, email: str) -> str:
+    return Api(base).call("POST", "/api/auth/tokens", 201, json={"email": email, "password": PASSWORD})["token"]
+
+
+def register(base: str, email: str, role: str) -> str:
+    Api(base).call("POST", "/api/auth/register", 201, json={"email": email, "password": PASSWORD, "role": role})
+    return token(base, email)
+
+
+def set_up(base: str, stripe: str, env: dict, run: str) -> tuple[list[str], list[str], str]:
+    """Active vendors with products, shoppers and an admin; returns (product ids, shopper tokens, admin token)."""
+    products, vendors = [], []
+    for v in range(VENDORS):
+        api = Api(base, register(base, f"vendor{v}+{run}@bench.example", "vendor"))
+        vendor = api.call("POST", "/api/vendors", 201, json={"display_name": f"Bench vendor {v}", "country": "US"})
+        api.call("POST", "/api/vendors/me/onboarding-link", 201)
+        requests.post(f"{stripe}/_emulator/accounts/{vendor['stripe_account_id']}/onboard", json={},
+                      timeout=TIMEOUT).raise_for_status()
+        vendors.append(api)
+    for api in vendors:  # account.updated, delivered by the emulator and processed by a worker
+        wait_for(lambda a=api: a.call("GET", "/api/vendors/me")["status"] == "active", "vendors to turn active")
+        for p, price in enumerate((1250, 2999)):
+            products.append(api.call("POST", "/api/products", 201, json={
+                "name": f"Bench product {p}", "price": price, "currency": "usd", "stock": 10_000_000})["id"])
+    shoppers = [register(base, f"shopper{s}+{run}@bench.example", "shopper") for s in range(SHOPPERS)]
+    admin_email = f"admin+{run}@bench.example"
+    subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "users", "create-admin", admin_email,
+                    "--password", PASSWORD], cwd=ROOT, env=env, check=True, capture_output=True)
+    return products, shoppers, token(base, admin_email)
+
+
+class Mix:
+    """The bounded checkout mix: CLIENTS shopper threads and one admin refund thread."""
+
+    def __init__(self, base: str, products: list[str], shoppers: list[str], admin: str):
+        self.base, self.products, self.shoppers, self.admin = base, products, shoppers, admin
+        self.samples: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        self.placed = 0
+        self.paid_orders: list[tuple[str, str]] = []  # (order id, shopper token), confirmed
+        self.refunds: queue.Queue = queue.Queue()
+        self.deadline = 0.0
+        self.transfer_pending = 0
+
+    def record(self, name: str, seconds: float, ok: bool) -> None:
+        with self.lock:
+            self.samples.setdefault(name, []).append(seconds)
+            self.errors[name] = self.errors.get(name, 0) + (not ok)
+
+    def next_order(self) -> int | None:
+        with self.lock:
+            if self.placed >= ORDERS or time.perf_counter() >= self.deadline:
+                return None
+            self.placed += 1
+            return self.placed
+
+    def shopper(self, index: int) -> None:
+        shopper_token = self.shoppers[index % len(self.shoppers)]
+        api = Api(self.base, shopper_token)
+        while (n := self.next_order()) is not None:
+            try:
+                items = [{"product_id": self.products[(n + k) % len(self.products)], "quantity": 1 + k}
+                         for k in range(1 + n % 2)]
+                order = api.timed(self.record, "POST", "/api/orders", 201, json={"items": items},
+                                  headers={"Idempotency-Key": f"bench-{secrets.token_hex(8)}"})
+                api.timed(self.record, "POST", f"/api/orders/{order['id']}/payment-intent", 201)
+                result = api.timed(self.record, "POST", f"/api/orders/{order['id']}/confirm", 200,
+                                   json={"payment_method": "pm_card_visa"})
+                if result["status"] != "succeeded":
+                    raise BenchError(f"confirm answered {result['status']}")
+                with self.lock:
+                    self.paid_orders.append((order["id"], shopper_token))
+                if n % REFUND_EVERY == 0:
+                    self.refunds.put(order["id"])
+            except (BenchError, requests.RequestException) as exc:
+                with self.lock:
+                    self.failures.append(str(exc)[:300])
+
+    def refunder(self, done: threading.Event) -> None:
+        """Partial refunds by the admin, each once its order is paid (its webhook processed)."""
+        api = Api(self.base, self.admin)
+        while not (done.is_set() and self.refunds.empty()):
+            try:
+                order_id = self.refunds.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                wait_for(lambda: api.call("GET", f"/api/orders/{order_id}")["status"] == "paid",
+                         f"order {order_id} to be paid", seconds=20)
+                self.refund(api, order_id)
+            except (BenchError, requests.RequestException) as exc:
+                with self.lock:
+                    self.failures.append(str(exc)[:300])
+
+    def refund(self, api: Api, order_id: str) -> None:
+        """A 409 transfer_pending (the vendor's transfer is still being made) is retried, as a
+        client would; those answers are counted apart, not as errors or latency samples."""
+        path = f"/api/orders/{order_id}/refunds"
+        for _ in range(40):
+            started = time.perf_counter()
+            response = api.session.post(api.base + path, timeout=TIMEOUT,
+                                        json={"amount": 100, "reason": "requested_by_customer"})
+            elapsed = time.perf_counter() - started
+            if response.status_code == 409 and response.json()["error"]["code"] == "transfer_pending":
+                with self.lock:
+                    self.transfer_pending += 1
+                time.sleep(0.25)
+                continue
+            self.record(endpoint("POST", path), elapsed, response.status_code == 201)
+            if response.status_code != 201:
+                raise BenchError(f"POST {path} -> {response.status_code} {response.text[:300]}")
+            return
+        raise BenchError(f"POST {path}: transfer still pending after 40 attempts")
+
+    def run(self) -> float:
+        self.deadline = time.perf_counter() + SECONDS
+        done = threading.Event()
+        refunder = threading.Thread(target=self.refunder, args=(done,))
+        shoppers = [threading.Thread(target=self.shopper, args=(i,)) for i in range(CLIENTS)]
+        started = time.perf_counter()
+        refunder.start()
+        for thread in shoppers:
+            thread.start()
+        for thread in shoppers:
+            thread.join()
+        done.set()
+        refunder.join()
+        return time.perf_counter() - started
+
+
+def access_log(path: Path, offset: int) -> dict[str, list[float]]:
+    """Server-side durations (seconds) per endpoint from the access log, past `offset`."""
+    durations: dict[str, list[float]] = {}
+    with open(path, "rb") as log:
+        log.seek(offset)
+        for line in log.read().decode(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 5 and parts[0] == "ACCESS":
+                _, method, path_, status, micros = parts
+                durations.setdefault(f"{endpoint(method, path_)} {status}", []).append(int(micros) / 1e6)
+    return durations
+
+
+def figures(samples: list[float], wall: float) -> dict:
+    samples = sorted(samples)
+    return {
+        "count": len(samples), "per_s": round(len(samples) / wall, 1),
+        "p50_ms": round(percentile(samples, 50) * 1000, 1),
+        "p95_ms": round(percentile(samples, 95) * 1000, 1),
+        "p99_ms": round(percentile(samples, 99) * 1000, 1),
+    }
+
+
+def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: float) -> None:
+    by_endpoint: dict[str, list[float]] = {}
+    for key, values in server.items():
+        name, _, status = key.rpartition(" ")
+        by_endpoint.setdefault(name, []).extend(values)
+    lines, met = [], []
+    names = list(mix.samples) + ["POST /api/webhooks/stripe"]
+    for name in names:
+        client = mix.samples.get(name)
+        served = by_endpoint.get(name, [])
+        if client:
+            line = {"endpoint": name, "measured": "client", **figures(client, wall),
+                    "errors": mix.errors.get(name, 0)}
+        elif served:
+            non_200 = sum(len(v) for k, v in server.items() if k.startswith(name + " ") and not k.endswith(" 200"))
+            line = {"endpoint": name, "measured": "gunicorn access log", **figures(served, webhook_wall),
+                    "non_200": non_200}
+        else:
+            continue
+        if served and client:
+            s = figures(served, wall)
+            line.update(server_p50_ms=s["p50_ms"], server_p99_ms=s["p99_ms"])
+        reference = REFERENCE_MS.get(name)
+        if reference is not None:
+            ratio = round(reference / line["p99_ms"], 2) if line["p99_ms"] else None
+            line.update(reference_p99_ms=reference, ratio=ratio, target_ratio=TARGET_RATIO)
+            met.append(bool(ratio and ratio >= TARGET_RATIO))
+        lines.append(line)
+    for line in lines:
+        print(json.dumps({"bench": "load", **line}))
+    print(json.dumps({
+        "bench": "load", "summary": True, "orders": mix.placed, "paid": len(mix.paid_orders),
+        "seconds": round(wall, 2), "checkouts_per_s": round(len(mix.paid_orders) / wall, 1),
+        "failures": len(mix.failures), "refunds_retried_transfer_pending": mix.transfer_pending, "first_failures": mix.failures[:3],
+        "clients": CLIENTS, "gunicorn": f"{WORKERS}x{THREADS} gthread", "rq_workers": RQ_WORKERS,
+        "cpus": os.cpu_count(), "load_average_before": LOAD_BEFORE,
+        "targets_met": f"{sum(met)}/{len(met)}",
+    }))
+
+
+LOAD_BEFORE = round(os.getloadavg()[0], 2)
+
+
+def main() -> None:
+    run = secrets.token_hex(3)
+    db_name = f"bench_load_{os.getpid()}"
+    app_port, stripe_port = free_port(), free_port()
+    base, stripe = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{stripe_port}"
+    env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": "bench-secret", "DATABASE_URL": f"{PG}/{db_name}",
+           "REDIS_URL": REDIS, "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": SECRET,
+           "STRIPE_API_BASE": stripe, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+           "RATELIMIT_REGISTER": "100000 per hour", "RATELIMIT_TOKENS": "100000 per minute",
+           "RATELIMIT_CHECKOUT": "100000 per minute", "FRAUD_MAX_ORDERS": "1000000",
+           "FRAUD_MAX_FAILED_PAYMENTS": "1000000", "OUTBOX_RELAY_INTERVAL": "1"}
+    logs = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    access = logs / "access.log"
+    access.touch()
+    procs: list[subprocess.Popen] = []
+    psql(f"CREATE DATABASE {db_name}")
+    flush_redis()
+    try:
+        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
+                       check=True, capture_output=True)
+        emulator = spawn([sys.executable, "-m", "stripe_emulator", "--port", str(stripe_port),
+                          "--webhook-url", f"{base}/api/webhooks/stripe", "--webhook-secret", SECRET],
+                         env, logs / "emulator.log")
+        procs.append(emulator)
+        wait_port(emulator, stripe_port, "the emulator", logs / "emulator.log")
+        app = spawn([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{app_port}", "--workers", str(WORKERS),
+                     "--threads", str(THREADS), "--worker-class", "gthread", "--log-level", "warning",
+                     "--access-logfile", str(access),
+                     "--access-logformat", "ACCESS %(m)s %(U)s %(s)s %(D)s", "wsgi:app"], env, logs / "gunicorn.log")
+        procs.append(app)
+        wait_port(app, app_port, "gunicorn", logs / "gunicorn.log")
+        for i in range(RQ_WORKERS):
+            procs.append(spawn([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env,
+                               logs / f"worker{i}.log"))
+        products, shoppers, admin = set_up(base, stripe, env, run)
+
+        mix = Mix(base, products, shoppers, admin)
+        offset = access.stat().st_size
+        wall = mix.run()
+        # Deliveries lag behind the checkouts: wait (bounded) for the last order to be paid or refunded.
+        webhook_started = time.perf_counter() - wall
+        if mix.paid_orders:
+            last_id, last_token = mix.paid_orders[-1]
+            try:
+                wait_for(lambda: Api(base, last_token).call("GET", f"/api/orders/{last_id}")["status"] in SETTLED,
+                         "the last order's webhook", seconds=30)
+            except BenchError as exc:
+                mix.failures.append(str(exc))
+        time.sleep(1.0)  # the access log is written after each response
+        report(mix, wall, access_log(access, offset), time.perf_counter() - webhook_started)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        flush_redis()
+        psql(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
