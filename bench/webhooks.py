@@ -9,6 +9,7 @@ one JSON line with both figures and their ratio (target: at least 0.6).
 
     python bench/webhooks.py        # BENCH_PG=postgresql://postgres@127.0.0.1:5432
                                     # BENCH_REDIS=redis://127.0.0.1:6379/13
+                                    # BENCH_WORKERS=5 BENCH_THREADS=1 (sync; >1: gthread)
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ REQUESTS = int(os.environ.get("BENCH_REQUESTS", "3000"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "20"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # > 1: gthread workers, as deployed (Dockerfile)
 SECRET = "whsec_bench"
 PATH = "/api/webhooks/stripe"
 
@@ -91,7 +93,7 @@ def events(n: int, run: str) -> list[tuple[bytes, str]]:
 
 def gunicorn(target: str, port: int, env: dict) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
-           "--worker-class", "sync", "--backlog", "2048", "--log-level", "warning", target]
+           "--worker-class", "gthread" if THREADS > 1 else "sync", "--threads", str(THREADS), "--backlog", "2048", "--log-level", "warning", target]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -199,7 +201,7 @@ def main() -> None:
         flush_redis()
         psql(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
     print(json.dumps({
-        "bench": "webhooks", "workers": WORKERS, "concurrency": CONCURRENCY, "cpus": os.cpu_count(),
+        "bench": "webhooks", "workers": WORKERS, "threads": THREADS, "concurrency": CONCURRENCY, "cpus": os.cpu_count(),
         "load_average_before": load_before,
         "webhook": app, "bare_flask": bare,
         "ratio": round(app["events_per_s"] / bare["events_per_s"], 3), "target_ratio": 0.6,

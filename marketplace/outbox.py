@@ -6,6 +6,12 @@ and marks them. A crash or a Redis outage between commit and hand-off leaves the
 row in place; the worker's periodic relay picks it up, so no job is ever lost and
 none runs for a transaction that rolled back. Delivery is at least once: every job
 is idempotent.
+
+After a request's commit, `relay_if_committed()` hands over the rows that request
+wrote, by id, without reading them back (the session remembers what it added), and
+marks them in a short transaction that need not be durable: losing that mark in a
+crash only makes the periodic relay enqueue the job again, which at-least-once
+delivery already allows. The row itself is committed durably with the business change.
 """
 from __future__ import annotations
 
@@ -15,15 +21,17 @@ from typing import Any, Callable
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import JSON, Index, Integer, String, Text, event, or_, select, text
+from sqlalchemy import JSON, Index, Integer, String, Text, bindparam, event, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from marketplace import queue
-from marketplace.database import UTCDateTime, created_at_column, id_column, utcnow
+from marketplace.database import UTCDateTime, created_at_column, id_column, new_id, utcnow
 from marketplace.extensions import db
 
 log = logging.getLogger(__name__)
 
+# session.info keys: the (id, job, args, kwargs) of rows added in the open transaction,
+# and of rows committed but not yet handed off by relay_if_committed().
 _PENDING = "outbox_pending"
 _COMMITTED = "outbox_committed"
 
@@ -59,16 +67,17 @@ def job_path(fn: Callable) -> str:
 
 def add(fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
     """Record a job in the current transaction; it is handed off only if that commits."""
-    message = OutboxMessage(job=job_path(fn), args=list(args), kwargs=dict(kwargs))
+    # The id is set here, not at flush, so the hand-off after commit needs no read-back.
+    message = OutboxMessage(id=new_id("obx"), job=job_path(fn), args=list(args), kwargs=dict(kwargs))
     db.session.add(message)
-    db.session.info[_PENDING] = True
+    db.session.info.setdefault(_PENDING, []).append((message.id, message.job, message.args, message.kwargs))
     return message
 
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    if session.info.pop(_PENDING, False):
-        session.info[_COMMITTED] = True
+    if pending := session.info.pop(_PENDING, None):
+        session.info.setdefault(_COMMITTED, []).extend(pending)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -77,15 +86,54 @@ def _after_rollback(session: Session, previous_transaction) -> None:
 
 
 def relay_if_committed() -> int:
-    """Relay now if the session committed outbox rows since the last relay."""
-    if not db.session.info.pop(_COMMITTED, False):
+    """Hand off the outbox rows the session committed since the last call; returns how many."""
+    committed = db.session.info.pop(_COMMITTED, None)
+    if not committed:
         return 0
     try:
-        return relay()
+        if queue.is_inline():
+            return relay()
+        return _relay_committed(committed)
     except Exception:  # the periodic relay retries; the business change is already committed
         log.exception("outbox relay after commit failed; the worker will retry")
         db.session.rollback()
         return 0
+
+
+# Built once: this runs after every request that wrote outbox rows.
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
+_MARK_DISPATCHED = text(
+    "UPDATE outbox_messages SET dispatched_at = :now, attempts = attempts + 1, last_error = NULL"
+    " WHERE id IN :ids AND dispatched_at IS NULL"
+).bindparams(bindparam("ids", expanding=True), bindparam("now", type_=UTCDateTime()))
+
+
+def _relay_committed(committed: list[tuple[str, str, list, dict]]) -> int:
+    """Enqueue rows this session just committed, then mark them dispatched.
+
+    Unlike relay(), no SELECT ... FOR UPDATE: the rows are known from the session, and
+    the worker's periodic relay only takes them if this mark is late or lost, which
+    enqueues the same job id again (at least once, as documented above).
+    """
+    handed: list[str] = []
+    for message_id, job, args, kwargs in committed:
+        try:
+            queue.enqueue(job, args, kwargs, job_id=f"outbox-{message_id}")
+        except RedisError as exc:
+            # Redis is down: record the attempt (backoff) durably; the periodic relay retries.
+            message = db.session.get(OutboxMessage, message_id, with_for_update=True)
+            if message is not None and message.dispatched_at is None:
+                message.attempts += 1
+                _record_failure(message, exc)
+            break
+        handed.append(message_id)
+    if handed:
+        if db.session.get_bind().dialect.name == "postgresql":
+            # Not worth waiting for the WAL flush: a lost mark only means one more enqueue.
+            db.session.execute(_ASYNC_COMMIT)
+        db.session.execute(_MARK_DISPATCHED, {"ids": handed, "now": utcnow()})
+    db.session.commit()
+    return len(handed)
 
 
 def relay(limit: int = 100) -> int:
