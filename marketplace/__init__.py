@@ -88,8 +88,10 @@ def register_blueprints(app: Flask) -> None:
 
 def register_errors(app: Flask) -> None:
     from marketplace.errors import register_error_handlers
+    from marketplace.input_guard import register_input_guard
 
     register_error_handlers(app)
+    register_input_guard(app)
 
 
 def register_hooks(app: Flask) -> None:

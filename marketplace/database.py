@@ -76,7 +76,9 @@ def isoformat(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    value = value.astimezone(timezone.utc)
+    # Not strftime: its %Y does not zero-pad years before 1000 ("59-01-02"), which is no ISO 8601.
+    return f"{value.year:04d}-{value:%m-%dT%H:%M:%S}Z"
 
 
 def render_migration_item(type_, obj, autogen_context):

@@ -1,10 +1,14 @@
-"""flask-smorest glue: the error envelope in the spec, a Blueprint that documents auth and errors."""
+"""flask-smorest glue: the error envelope in the spec, a Blueprint that documents auth and errors,
+the timestamp field of queries and bodies."""
 from __future__ import annotations
 
+from datetime import timezone
 from http import HTTPStatus
 
 import flask_smorest
 from marshmallow import Schema, fields
+
+from marketplace.input_guard import Parser
 
 
 class ErrorDetailSchema(Schema):
@@ -17,6 +21,26 @@ class ErrorEnvelopeSchema(Schema):
     """`{"error": {"code", "message", "details"}}` for every status >= 400."""
 
     error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+class Timestamp(fields.AwareDateTime):
+    """An ISO 8601 timestamp in a query or body (no offset: UTC), loaded as an aware UTC datetime.
+
+    A time whose UTC equivalent falls outside years 1-9999 (`0001-01-01T00:00:00+03:00`)
+    is a validation error rather than an OverflowError deeper down.
+    """
+
+    default_error_messages = {"out_of_range": "Not a representable UTC timestamp."}
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=timezone.utc, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(timezone.utc)
+        except OverflowError as error:
+            raise self.make_error("out_of_range") from error
 
 
 class MarketplaceApi(flask_smorest.Api):
@@ -37,6 +61,8 @@ class MarketplaceApi(flask_smorest.Api):
 class Blueprint(flask_smorest.Blueprint):
     """A smorest Blueprint with `auth(*roles)` and `errors(*statuses)` helpers."""
 
+    ARGUMENTS_PARSER = Parser()
+
     def auth(self, *roles: str):
         """Require a bearer token (and one of `roles` when given); document 401/403."""
         from marketplace.auth.guard import require_auth
@@ -48,6 +74,17 @@ class Blueprint(flask_smorest.Blueprint):
             if roles:
                 wrapped = self.alt_response(403, response=HTTPStatus(403).name)(wrapped)
             return wrapped
+
+        return decorator
+
+    def arguments(self, schema, *, location: str = "json", **kwargs):
+        """smorest's `arguments`; a JSON body also documents the 400 `invalid_json` answer."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return parse
+
+        def decorator(fn):
+            return self.alt_response(400, response=HTTPStatus(400).name)(parse(fn))
 
         return decorator
 

@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields
 
 from marketplace import audit
+from marketplace.database import isoformat
 from marketplace.openapi import Blueprint
 from marketplace.pagination import PageArgsSchema, list_schema
 
@@ -9,7 +10,7 @@ blp = Blueprint("admin_audit", __name__, url_prefix="/api/admin", description="A
 
 
 class AuditEntrySchema(Schema):
-    at = fields.DateTime(required=True, format="%Y-%m-%dT%H:%M:%SZ")
+    at = fields.Function(lambda e: isoformat(e.at), required=True, metadata={"type": "string", "format": "date-time"})
     actor = fields.String(required=True)
     action = fields.String(required=True)
     object_type = fields.String(required=True)

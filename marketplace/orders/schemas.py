@@ -1,5 +1,4 @@
 """Request and response bodies of /api/orders and a vendor's sales."""
-from datetime import timezone
 
 from marshmallow import (
     Schema,
@@ -11,6 +10,7 @@ from marshmallow import (
 )
 
 from marketplace.database import isoformat
+from marketplace.openapi import Timestamp
 from marketplace.orders.models import CHARGE_TYPES, STATUSES
 from marketplace.pagination import PageArgsSchema
 
@@ -142,8 +142,8 @@ class OrderSchema(Schema):
 class OrderListArgsSchema(PageArgsSchema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     vendor_id = fields.String()
-    from_ = fields.AwareDateTime(data_key="from", default_timezone=timezone.utc)
-    to = fields.AwareDateTime(default_timezone=timezone.utc)
+    from_ = Timestamp(data_key="from")
+    to = Timestamp()
 
 
 class SaleSchema(OrderSplitSchema):

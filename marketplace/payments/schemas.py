@@ -1,9 +1,9 @@
 """Request and response bodies of the payment, confirmation and refund endpoints."""
-from datetime import timezone
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from marketplace.database import isoformat
+from marketplace.openapi import Timestamp
 from marketplace.payments.models import REFUND_REASONS
 from marketplace.pagination import PageArgsSchema
 
@@ -79,5 +79,5 @@ class PaymentSchema(Schema):
 
 class PaymentListArgsSchema(PageArgsSchema):
     status = fields.String(validate=validate.Length(max=32))
-    from_ = fields.AwareDateTime(data_key="from", default_timezone=timezone.utc)
-    to = fields.AwareDateTime(default_timezone=timezone.utc)
+    from_ = Timestamp(data_key="from")
+    to = Timestamp()

@@ -1,9 +1,9 @@
 """Bodies of /api/admin/reconciliation-runs."""
-from datetime import timezone
 
 from marshmallow import Schema, fields
 
 from marketplace.database import isoformat
+from marketplace.openapi import Timestamp
 from marketplace.pagination import PageArgsSchema
 from marketplace.reconciliation.models import KINDS, STATUSES
 
@@ -11,9 +11,8 @@ _TIME = {"type": "string", "format": "date-time"}
 
 
 class RunCreateSchema(Schema):
-    from_ = fields.AwareDateTime(data_key="from", required=True, default_timezone=timezone.utc,
-                                 metadata={"description": "window start (inclusive), ISO 8601"})
-    to = fields.AwareDateTime(required=True, default_timezone=timezone.utc, metadata={"description": "window end (exclusive), ISO 8601"})
+    from_ = Timestamp(data_key="from", required=True, metadata={"description": "window start (inclusive), ISO 8601"})
+    to = Timestamp(required=True, metadata={"description": "window end (exclusive), ISO 8601"})
 
 
 class CountsSchema(Schema):

@@ -1,13 +1,13 @@
 """Bodies of /api/admin/reports/*."""
-from datetime import timezone
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
+from marketplace.openapi import Timestamp
+
 
 class RevenueArgsSchema(Schema):
-    from_ = fields.AwareDateTime(data_key="from", default_timezone=timezone.utc,
-                                 metadata={"description": "entries occurred at or after, ISO 8601"})
-    to = fields.AwareDateTime(default_timezone=timezone.utc, metadata={"description": "entries occurred before"})
+    from_ = Timestamp(data_key="from", metadata={"description": "entries occurred at or after, ISO 8601"})
+    to = Timestamp(metadata={"description": "entries occurred before"})
 
     @validates_schema
     def _ordered(self, data, **kwargs):
