@@ -37,7 +37,6 @@ import os
 import queue
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +46,9 @@ import time
 from pathlib import Path
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stack import flush_redis, free_port, psql, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
@@ -80,23 +82,10 @@ class BenchError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def psql(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(sql)
 
 
-def flush_redis() -> None:
-    from redis import Redis
-
-    Redis.from_url(REDIS).flushdb()
 
 
 def spawn(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -118,14 +107,6 @@ def wait_port(proc: subprocess.Popen, port: int, what: str, log: Path) -> None:
     raise BenchError(f"{what} did not start")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def wait_for(check, what: str, seconds: float = 30.0):
@@ -385,8 +366,8 @@ def main() -> None:
     access = logs / "access.log"
     access.touch()
     procs: list[subprocess.Popen] = []
-    psql(f"CREATE DATABASE {db_name}")
-    flush_redis()
+    psql(PG, f"CREATE DATABASE {db_name}")
+    flush_redis(REDIS)
     try:
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
                        check=True, capture_output=True)
@@ -423,8 +404,8 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             stop(proc)
-        flush_redis()
-        psql(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        flush_redis(REDIS)
+        psql(PG, f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -24,6 +23,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stack import flush_redis, free_port, psql, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
@@ -51,23 +53,10 @@ def bare_app():
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-def psql(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
-        conn.execute(sql)
 
 
-def flush_redis() -> None:
-    from redis import Redis
-
-    Redis.from_url(REDIS).flushdb()
 
 
 def events(n: int, run: str) -> list[tuple[bytes, str]]:
@@ -108,14 +97,6 @@ def gunicorn(target: str, port: int, env: dict) -> subprocess.Popen:
     raise RuntimeError(f"gunicorn {target} did not start")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def post(port: int, body: bytes, signature: str) -> int:
@@ -189,8 +170,8 @@ def main() -> None:
            "REDIS_URL": REDIS, "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": SECRET,
            "STRIPE_API_BASE": "http://127.0.0.1:9", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     load_before = round(os.getloadavg()[0], 2)  # other processes on the machine skew both figures
-    psql(f"CREATE DATABASE {db_name}")
-    flush_redis()
+    psql(PG, f"CREATE DATABASE {db_name}")
+    flush_redis(REDIS)
     try:
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
                        check=True, capture_output=True)
@@ -198,8 +179,8 @@ def main() -> None:
         app["stored"] = stored(db_url) - 200
         bare = measure("bench.webhooks:bare_app()", env, "bare")
     finally:
-        flush_redis()
-        psql(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        flush_redis(REDIS)
+        psql(PG, f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
     print(json.dumps({
         "bench": "webhooks", "workers": WORKERS, "threads": THREADS, "concurrency": CONCURRENCY, "cpus": os.cpu_count(),
         "load_average_before": load_before,
