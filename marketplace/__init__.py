@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SessionInterface
 
 from config import Config, load_config, validate_settings
 
@@ -37,11 +38,22 @@ def register_extensions(app: Flask) -> None:
     from marketplace.extensions import api, db, migrate
     from marketplace.ratelimit import register_rate_limits
 
+    app.session_interface = NoCookieSessions()  # bearer tokens only: no cookie session to sign or parse
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     api.init_app(app)
     register_rate_limits(app)
     _import_models()
+
+
+class NoCookieSessions(SessionInterface):
+    """The API authenticates with bearer tokens: Flask's `session` is always the null session."""
+
+    def open_session(self, app, request):
+        return None  # Flask then uses its null session, which refuses writes
+
+    def save_session(self, app, session, response):
+        pass
 
 
 def _import_models() -> None:

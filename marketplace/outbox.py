@@ -12,16 +12,22 @@ wrote, by id, without reading them back (the session remembers what it added), a
 marks them in a short transaction that need not be durable: losing that mark in a
 crash only makes the periodic relay enqueue the job again, which at-least-once
 delivery already allows. The row itself is committed durably with the business change.
+
+A hot path can instead record its job inside one PostgreSQL statement (`add_statement()`):
+nothing is handed off by the request, and a NOTIFY on NOTIFY_CHANNEL, sent when the
+transaction commits, wakes the workers' relay at once (the periodic relay stays the net).
 """
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import JSON, Index, Integer, String, Text, bindparam, event, or_, select, text
+from sqlalchemy import JSON, Index, Integer, String, Text, TextClause, bindparam, event, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from marketplace import queue
@@ -34,6 +40,9 @@ log = logging.getLogger(__name__)
 # and of rows committed but not yet handed off by relay_if_committed().
 _PENDING = "outbox_pending"
 _COMMITTED = "outbox_committed"
+
+# LISTENed to by `flask worker` (PostgreSQL): a committed add_statement() row is relayed at once.
+NOTIFY_CHANNEL = "marketplace_outbox"
 
 
 class OutboxMessage(db.Model):
@@ -72,6 +81,35 @@ def add(fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
     db.session.add(message)
     db.session.info.setdefault(_PENDING, []).append((message.id, message.job, message.args, message.kwargs))
     return message
+
+
+def add_statement(fn: Callable, *args: Any, when: str) -> tuple[TextClause, dict[str, Any]]:
+    """One PostgreSQL statement recording the job `fn(*args)` for each row that `when` returns.
+
+    `when` is the SQL of a data-modifying statement with RETURNING, typically
+    `INSERT ... ON CONFLICT DO NOTHING RETURNING id`, so the job exists exactly when the
+    insert happened. Run the returned (statement, params) in the caller's transaction,
+    adding the parameters of `when`: the row commits with it, and the NOTIFY (transactional
+    too) wakes the workers' relay only then. Nothing is handed off by this process. The
+    result has one row per job recorded. Text SQL, built once per `when`: this is for hot
+    paths, where building and caching a Core statement per call costs more than the insert.
+    """
+    now = utcnow()
+    return _statement_after(when), {
+        "outbox_id": new_id("obx"), "outbox_job": job_path(fn), "outbox_args": json.dumps(list(args)),
+        "outbox_now": now,
+    }
+
+
+@functools.cache
+def _statement_after(when: str) -> TextClause:
+    return text(
+        f"WITH source AS ({when}), recorded AS ("
+        " INSERT INTO outbox_messages (id, job, args, kwargs, created_at, available_at, attempts)"
+        " SELECT :outbox_id, :outbox_job, CAST(:outbox_args AS JSON), CAST('{}' AS JSON), :outbox_now, :outbox_now, 0"
+        " FROM source RETURNING id)"
+        f" SELECT pg_notify('{NOTIFY_CHANNEL}', id) FROM recorded"
+    ).bindparams(bindparam("outbox_now", type_=UTCDateTime()))
 
 
 @event.listens_for(Session, "after_commit")

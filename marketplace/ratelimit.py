@@ -32,6 +32,16 @@ def configured(name: str):
 
 limiter = Limiter(key_func=client_key, headers_enabled=True)
 
+# Endpoints no limit applies to, decided before any limit is resolved.
+UNLIMITED_ENDPOINTS = frozenset({
+    "webhooks.receive_stripe_event",  # Stripe's deliveries: signed, retried by Stripe, never to be 429'd
+})
+
+
+@limiter.request_filter
+def _unlimited() -> bool:
+    return request.endpoint in UNLIMITED_ENDPOINTS
+
 
 def register_rate_limits(app: Flask) -> None:
     """Bind the limiter; storage follows REDIS_URL."""

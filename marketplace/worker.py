@@ -36,13 +36,14 @@ SCHEDULE: list[ScheduledJob] = [
 
 
 class Ticker:
-    """Relays the outbox every few seconds and enqueues each cron slot exactly once."""
+    """Relays the outbox every few seconds, and at once when woken; enqueues each cron slot once."""
 
     def __init__(self, app: Flask, schedule: list[ScheduledJob], started: datetime | None = None):
         self.app = app
         self.schedule = schedule
         self.last_tick = started or utcnow()
         self.stop = threading.Event()
+        self.wake = threading.Event()
 
     def tick(self, now: datetime) -> list[str]:
         """Relay the outbox; enqueue every slot due in (last_tick, now]. Returns job ids enqueued."""
@@ -60,7 +61,11 @@ class Ticker:
 
     def run(self) -> None:
         interval = self.app.config["OUTBOX_RELAY_INTERVAL"]
-        while not self.stop.wait(interval):
+        while not self.stop.is_set():
+            self.wake.wait(interval)
+            self.wake.clear()
+            if self.stop.is_set():
+                return
             with self.app.app_context():
                 try:
                     self.tick(utcnow())
@@ -69,6 +74,34 @@ class Ticker:
                     db.session.rollback()
                 finally:
                     db.session.remove()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def listen(self) -> None:
+        """PostgreSQL: wake the relay whenever a commit NOTIFYs outbox.NOTIFY_CHANNEL.
+
+        Rows recorded by outbox.add_statement() (the webhook acknowledgement) are handed to
+        no queue by the process that wrote them; this is what makes their jobs start within
+        milliseconds instead of at the next periodic relay. A lost connection is retried;
+        meanwhile the periodic relay still runs.
+        """
+        import psycopg
+
+        with self.app.app_context():
+            url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+                    connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+                    self.wake.set()  # whatever committed before LISTEN took effect
+                    while not self.stop.is_set():
+                        for _ in connection.notifies(timeout=1.0):
+                            self.wake.set()
+            except psycopg.Error as exc:
+                log.warning("outbox listener lost its connection (%s); retrying in 5 s", type(exc).__name__)
+                self.stop.wait(5)
 
 
 def _slots(expr: str, after: datetime, until: datetime) -> list[datetime]:
@@ -92,8 +125,10 @@ def worker_command(burst: bool) -> None:
     ticker = Ticker(app, SCHEDULE)
     if not burst:
         threading.Thread(target=ticker.run, name="ticker", daemon=True).start()
+        if db.engine.dialect.name == "postgresql":
+            threading.Thread(target=ticker.listen, name="outbox-listener", daemon=True).start()
     worker = SimpleWorker([queue.get_queue(n) for n in queue.QUEUE_NAMES], connection=queue.get_redis())
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     finally:
-        ticker.stop.set()
+        ticker.shutdown()

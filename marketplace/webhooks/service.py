@@ -7,11 +7,12 @@ import re
 from datetime import datetime, timezone
 
 from flask import current_app
-from sqlalchemy import exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jobs.webhooks import process_event_job
-from marketplace import audit, outbox, stripe_gateway
+from marketplace import audit, outbox, queue, stripe_gateway
 from marketplace.database import new_id, utcnow
 from marketplace.errors import NotFound
 from marketplace.extensions import db
@@ -55,29 +56,45 @@ def _check_shape(event: dict) -> None:
 
 
 def store(event: dict, raw_body: str, source: str) -> bool:
-    """Insert the event and its processing job in one transaction; False if already stored."""
-    row = WebhookEvent(
-        id=new_id("whe"), stripe_event_id=event["id"], type=event["type"],
-        account=event.get("account"), livemode=bool(event.get("livemode")),
-        api_version=event.get("api_version"), stripe_created_at=_timestamp(event.get("created")),
-        source=source, status="received", attempts=0, raw_body=raw_body,
-    )
-    db.session.add(row)
-    outbox.add(process_event_job, row.id)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        # Two deliveries raced past each other: the unique event id let one row in.
-        db.session.rollback()
-        if is_stored(event["id"]):
-            return False
-        raise
-    return True
+    """Insert the event and its processing job in one transaction; False if already stored.
+
+    The unique Stripe event id decides between racing deliveries (ON CONFLICT DO NOTHING:
+    one row, no error). On PostgreSQL with a queue, the event, its outbox row and the
+    NOTIFY that wakes the workers' relay are one statement and one commit: that is all an
+    acknowledgement waits for. Otherwise the job is added to the outbox as usual and handed
+    off (or run inline) after the request's commit.
+    """
+    values = {
+        "id": new_id("whe"), "stripe_event_id": event["id"], "type": event["type"],
+        "account": event.get("account"), "livemode": bool(event.get("livemode")),
+        "api_version": event.get("api_version"), "stripe_created_at": _timestamp(event.get("created")),
+        "source": source, "status": "received", "attempts": 0, "raw_body": raw_body, "received_at": utcnow(),
+    }
+    dialect = db.engine.dialect.name
+    if dialect == "postgresql" and not queue.is_inline():
+        statement, params = outbox.add_statement(process_event_job, values["id"], when=_INSERT_EVENT_SQL)
+        # One statement is its own transaction: autocommit spares the BEGIN and COMMIT round
+        # trips, and no ORM session is needed for it.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            return connection.execute(statement, {**params, **values}).first() is not None
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (insert(WebhookEvent.__table__).values(values)
+                 .on_conflict_do_nothing(index_elements=["stripe_event_id"]).returning(WebhookEvent.id))
+    stored = db.session.execute(statement).first() is not None
+    if stored:
+        outbox.add(process_event_job, values["id"])
+    db.session.commit()
+    return stored
 
 
-def is_stored(stripe_event_id: str) -> bool:
-    """True when an event with this Stripe id is stored."""
-    return bool(db.session.scalar(select(exists().where(WebhookEvent.stripe_event_id == stripe_event_id))))
+# The acknowledgement's one statement (with the outbox's part): text SQL, compiled once.
+_INSERT_EVENT_SQL = (
+    "INSERT INTO webhook_events (id, stripe_event_id, type, account, livemode, api_version,"
+    " stripe_created_at, source, status, attempts, raw_body, received_at)"
+    " VALUES (:id, :stripe_event_id, :type, :account, :livemode, :api_version,"
+    " :stripe_created_at, :source, :status, :attempts, :raw_body, :received_at)"
+    " ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+)
 
 
 def _timestamp(value) -> datetime | None:

@@ -1,4 +1,5 @@
 """Processing by job: dispatch, ignored types, failures with backoff, give-up, replay, admin list."""
+import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from marketplace.extensions import db
 from marketplace.outbox import OutboxMessage
 from marketplace.webhooks import handlers, service
 from marketplace.webhooks.models import WebhookEvent
+from marketplace.worker import Ticker
 from tests.webhook_helpers import deliver, event
 
 FAILURES: dict[str, int] = {}
@@ -181,6 +183,8 @@ def test_safe_error_keeps_codes_and_drops_secrets():
 
 
 def drain_rq():
+    """What `flask worker` does: relay the outbox, then run what is queued."""
+    outbox.relay()
     SimpleWorker([queue.get_queue()], connection=queue.get_redis()).work(burst=True)
 
 
@@ -189,10 +193,34 @@ def test_with_redis_the_answer_comes_first_and_a_worker_processes(redis_app):
     payload = event("test.flaky")
     assert deliver(client, payload).get_json() == {"received": True}
     assert row_for(payload).status == "received" and CALLS == []  # acknowledged, not processed
-    assert queue.get_queue().count == 1
+    jobs = db.session.scalars(select(OutboxMessage.args).where(OutboxMessage.job == "jobs.webhooks.process_event_job"))
+    assert list(jobs) == [[row_for(payload).id]]  # the job was committed with the event
     drain_rq()
     row = row_for(payload)
     assert (row.status, row.attempts) == ("processed", 1) and CALLS == [payload["id"]]
+
+
+def test_on_postgresql_the_acknowledgement_leaves_the_job_to_the_workers_relay(redis_app, pg_only):
+    """One statement stores the event and its outbox row; its commit NOTIFYs the workers."""
+    ticker = Ticker(redis_app, [])
+    listener = threading.Thread(target=ticker.listen, daemon=True)
+    listener.start()
+    try:
+        assert ticker.wake.wait(10)  # listening (it wakes once on connecting)
+        ticker.wake.clear()
+        payload = event("test.flaky")
+        assert deliver(redis_app.test_client(), payload).get_json() == {"received": True}
+        assert queue.get_queue().count == 0  # the request handed nothing to Redis
+        assert ticker.wake.wait(10)  # the commit's NOTIFY reached the listener
+        ticker.wake.clear()
+        assert deliver(redis_app.test_client(), payload).get_json() == {"received": True, "duplicate": True}
+        assert not ticker.wake.wait(0.5)  # a duplicate records no job and wakes nobody
+    finally:
+        ticker.shutdown()
+        listener.join(10)
+    assert outbox.relay() == 1 and queue.get_queue().count == 1
+    SimpleWorker([queue.get_queue()], connection=queue.get_redis()).work(burst=True)
+    assert (row_for(payload).status, CALLS) == ("processed", [payload["id"]])
 
 
 def test_with_redis_a_failure_is_retried_by_rq_with_backoff(redis_app):

@@ -1,4 +1,5 @@
-"""The worker's ticker: each cron slot is enqueued once, however many workers tick."""
+"""The worker's ticker: each cron slot is enqueued once, however many workers tick; a wake relays at once."""
+import threading
 from datetime import datetime, timezone
 
 from marketplace import queue
@@ -18,3 +19,18 @@ def test_each_slot_is_enqueued_once_across_workers(redis_app):
     assert first.tick(datetime(2026, 11, 21, 12, 59, tzinfo=timezone.utc)) == []
     assert len(first.tick(datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc))) == 1
     assert queue.get_queue().count == 4
+
+
+def test_a_wake_relays_before_the_interval_and_shutdown_stops_the_loop(redis_app):
+    redis_app.config["OUTBOX_RELAY_INTERVAL"] = 3600  # only a wake can make it tick in time
+    ticker = Ticker(redis_app, [])
+    ticked = threading.Event()
+    ticker.tick = lambda now: ticked.set() or []
+    loop = threading.Thread(target=ticker.run, daemon=True)
+    loop.start()
+    assert not ticked.wait(0.3)
+    ticker.wake.set()
+    assert ticked.wait(5)
+    ticker.shutdown()
+    loop.join(5)
+    assert not loop.is_alive()
