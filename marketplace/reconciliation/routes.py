@@ -3,7 +3,9 @@ from marketplace.idempotency import idempotent
 from marketplace.openapi import Blueprint
 from marketplace.pagination import list_schema
 from marketplace.reconciliation import service
-from marketplace.reconciliation.schemas import RunCreateSchema, RunDetailSchema, RunListArgsSchema, RunSchema
+from marketplace.reconciliation.schemas import (
+    DiscrepancyListArgsSchema, DiscrepancySchema, RunCreateSchema, RunDetailSchema, RunListArgsSchema, RunSchema,
+)
 
 blp = Blueprint(
     "admin_reconciliation_runs", __name__, url_prefix="/api/admin/reconciliation-runs",
@@ -38,3 +40,13 @@ def list_runs(args):
 def get_run(run_id):
     """One run with its counts and discrepancies."""
     return service.run_detail(run_id)
+
+
+@blp.route("/<run_id>/discrepancies")
+@blp.auth("admin")
+@blp.arguments(DiscrepancyListArgsSchema, location="query")
+@blp.response(200, list_schema(DiscrepancySchema, "DiscrepancyList"))
+@blp.errors(404)
+def list_discrepancies(args, run_id):
+    """Every discrepancy of a run, by account then transaction; filter by kind."""
+    return service.list_discrepancies(run_id, **args)

@@ -1,6 +1,6 @@
 """Bodies of /api/admin/reconciliation-runs."""
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from marketplace.database import isoformat
 from marketplace.openapi import Timestamp
@@ -55,7 +55,12 @@ class RunSchema(Schema):
 
 class RunDetailSchema(RunSchema):
     discrepancies = fields.List(fields.Nested(DiscrepancySchema), required=True,
-                                metadata={"description": "the first 1000, by account"})
+                                metadata={"description": "the first 1000, by account; all of them, a page at a time, "
+                                                         "at /api/admin/reconciliation-runs/{id}/discrepancies"})
 
 
 RunListArgsSchema = PageArgsSchema
+
+
+class DiscrepancyListArgsSchema(PageArgsSchema):
+    kind = fields.String(validate=validate.OneOf(KINDS), metadata={"description": "only discrepancies of this kind"})

@@ -245,14 +245,27 @@ def get_run(run_id: str) -> ReconciliationRun:
 
 def discrepancies(run_id: str, limit: int = 1000) -> list[Discrepancy]:
     """The run's current discrepancies (the first `limit`), by account then transaction."""
+    return list(db.session.scalars(_current_discrepancies(run_id).limit(limit)))
+
+
+def list_discrepancies(run_id: str, page: int = 1, per_page: int = 20, kind: str | None = None) -> dict:
+    """Every current discrepancy of a run, a page at a time, in the order of run_detail's."""
+    get_run(run_id)  # 404 for an unknown run
+    stmt = _current_discrepancies(run_id)
+    if kind:
+        stmt = stmt.where(Discrepancy.kind == kind)
+    return paginate(stmt, page, per_page).as_dict()
+
+
+def _current_discrepancies(run_id: str):
+    """Discrepancies of each account's latest attempt (a rerun's replace the earlier ones)."""
     mine = select(ReconciliationAccount.account, ReconciliationAccount.attempt).where(
         ReconciliationAccount.run_id == run_id).subquery()
-    stmt = (
+    return (
         select(Discrepancy).join(mine, (mine.c.account == Discrepancy.account) & (mine.c.attempt == Discrepancy.attempt))
         .where(Discrepancy.run_id == run_id)
-        .order_by(Discrepancy.account, Discrepancy.kind, Discrepancy.balance_transaction_id).limit(limit)
+        .order_by(Discrepancy.account, Discrepancy.kind, Discrepancy.balance_transaction_id, Discrepancy.id)
     )
-    return list(db.session.scalars(stmt))
 
 
 def list_runs(page: int = 1, per_page: int = 20) -> dict:

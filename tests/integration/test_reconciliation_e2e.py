@@ -116,3 +116,18 @@ def test_reconciled_to_zero_then_each_movement_behind_our_back_is_reported(clien
     by_account = {d["source_id"]: d["stripe_account"] for d in dirty["discrepancies"]}
     assert by_account[vendor_payout["id"]] == alice.stripe_account_id and by_account[stray["id"]] is None
 
+
+    # Every discrepancy, a page at a time, in the detail's order; by kind; errors.
+    url = f"/api/admin/reconciliation-runs/{dirty['id']}/discrepancies"
+    paged, page = [], 1
+    while True:
+        body = client.get(url, query_string={"page": page, "per_page": 3}, headers=admin).get_json()
+        paged += body["data"]
+        if page >= body["pagination"]["total_pages"]:
+            break
+        page += 1
+    assert body["pagination"]["total_items"] == 7 and paged == dirty["discrepancies"]
+    missing = client.get(url, query_string={"kind": "missing_in_stripe"}, headers=admin).get_json()["data"]
+    assert [d["source_id"] for d in missing] == ["ch_phantom"]
+    assert client.get(url, query_string={"kind": "nope"}, headers=admin).status_code == 422
+    assert client.get("/api/admin/reconciliation-runs/rcn_nope/discrepancies", headers=admin).status_code == 404
