@@ -46,9 +46,19 @@ def receive(raw_body: bytes, signature: str | None) -> bool:
     return not store(event, raw_body.decode("utf-8"), source="webhook")
 
 
+# The envelope fields stored in their own columns: (required, longest value the column holds).
+_STORED_FIELDS = {"id": (True, 255), "type": (True, 100), "account": (False, 255), "api_version": (False, 40)}
+
+
 def _check_shape(event: dict) -> None:
     if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise InvalidWebhook("The event has no id or type.", code="invalid_payload")
+    for name, (required, longest) in _STORED_FIELDS.items():
+        value = event.get(name)
+        if value is None and not required:
+            continue
+        if not isinstance(value, str) or not value or len(value) > longest or "\x00" in value:
+            raise InvalidWebhook(f"The event's {name} is not a usable identifier.", code="invalid_payload")
     live_key = current_app.config["STRIPE_SECRET_KEY"].startswith(("sk_live_", "rk_live_"))
     if bool(event.get("livemode")) != live_key:
         mode = "live" if event.get("livemode") else "test"

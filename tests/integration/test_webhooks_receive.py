@@ -156,3 +156,11 @@ def test_concurrent_deliveries_of_one_event_store_one_row(app, pg_only):
     assert [a.status_code for a in answers] == [200] * 6
     assert sum(1 for a in answers if not a.get_json().get("duplicate")) == 1
     assert stored() == 1
+
+
+@pytest.mark.parametrize("field,value", [
+    ("id", "evt_\u0000nul"), ("type", "x" * 101), ("account", 42), ("api_version", ""), ("api_version", ["2024"]),
+])
+def test_signed_event_with_unstorable_envelope_fields_is_rejected(client, field, value):
+    """Fields stored in columns of their own: a NUL, an over-long or a non-string value is a 400, never a 500."""
+    assert_rejected(deliver(client, event(**{field: value})), "invalid_payload")
