@@ -42,18 +42,31 @@ def _account_filter(account: str | None):
 
 
 def entries_in_window(account: str | None, start: datetime, end: datetime) -> Iterator[LedgerRow]:
-    """The account's entries with a balance transaction, occurred in [start, end), newest first."""
-    base = (
-        select(*_columns()).join(Posting, Posting.entry_id == JournalEntry.id)
-        .where(_account_filter(account), JournalEntry.stripe_balance_transaction_id.is_not(None))
-        .where(JournalEntry.occurred_at >= start)
-        .group_by(JournalEntry.id)
-        .order_by(JournalEntry.occurred_at.desc(), JournalEntry.id.desc())
-        .limit(CHUNK)
-    )
+    """The account's entries with a balance transaction, occurred in [start, end), newest first.
+
+    Each chunk first picks its CHUNK entries by keyset on (occurred_at, id), which the
+    (stripe_account, occurred_at) index serves, and only then joins and sums their
+    postings: aggregating before the LIMIT would make every chunk read the whole window.
+    """
     upper = JournalEntry.occurred_at < end
     while True:
-        rows = db.session.execute(base.where(upper)).all()
+        chunk = (
+            select(JournalEntry.id)
+            .where(_account_filter(account), JournalEntry.stripe_balance_transaction_id.is_not(None))
+            .where(JournalEntry.occurred_at >= start, upper)
+            .order_by(JournalEntry.occurred_at.desc(), JournalEntry.id.desc())
+            .limit(CHUNK)
+            .subquery()
+        )
+        stmt = (
+            select(*_columns())
+            .select_from(chunk)
+            .join(JournalEntry, JournalEntry.id == chunk.c.id)
+            .join(Posting, Posting.entry_id == JournalEntry.id)
+            .group_by(JournalEntry.id)
+            .order_by(JournalEntry.occurred_at.desc(), JournalEntry.id.desc())
+        )
+        rows = db.session.execute(stmt).all()
         for r in rows:
             yield _row(r)
         if len(rows) < CHUNK:
