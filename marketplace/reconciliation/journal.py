@@ -44,9 +44,10 @@ def _account_filter(account: str | None):
 def entries_in_window(account: str | None, start: datetime, end: datetime) -> Iterator[LedgerRow]:
     """The account's entries with a balance transaction, occurred in [start, end), newest first.
 
-    Each chunk first picks its CHUNK entries by keyset on (occurred_at, id), which the
-    (stripe_account, occurred_at) index serves, and only then joins and sums their
-    postings: aggregating before the LIMIT would make every chunk read the whole window.
+    Each chunk first picks its CHUNK entries by keyset on (occurred_at, id), which an
+    occurred_at index serves (walked backwards, ties sorted incrementally), and only then
+    joins and sums their postings: aggregating before the LIMIT would make every chunk
+    read the whole window.
     """
     upper = JournalEntry.occurred_at < end
     while True:
