@@ -47,7 +47,11 @@ def receive(raw_body: bytes, signature: str | None) -> bool:
 
 
 # The envelope fields stored in their own columns: (required, longest value the column holds).
-_STORED_FIELDS = {"id": (True, 255), "type": (True, 100), "account": (False, 255), "api_version": (False, 40)}
+_STORED_FIELDS = {
+    name: (required, WebhookEvent.__table__.c[column].type.length)
+    for name, column, required in (("id", "stripe_event_id", True), ("type", "type", True),
+                                   ("account", "account", False), ("api_version", "api_version", False))
+}
 
 
 def _check_shape(event: dict) -> None:
