@@ -25,6 +25,9 @@ endpoint too (`server_*`), so the two views can be set side by side.
 Each endpoint is set beside the figure published for a comparable Node payment service
 (payment intent creation < 200 ms, confirmation < 300 ms, webhook < 100 ms, refund
 < 250 ms); the target is p99 at least ten times under it (reference / p99 >= 10).
+Then, with the stack stopped, the Stripe calls each endpoint makes are timed alone (see
+StripeFloor; BENCH_FLOOR_ORDERS orders): `stripe_calls_alone_p99_ms` beside each endpoint,
+and `target_within_reach` false where those calls alone already take longer than the target.
 Prints one JSON line per endpoint, then a summary line.
 
     python bench/load.py        # BENCH_PG=postgresql://postgres@127.0.0.1:5432
@@ -48,6 +51,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the app's gateway, for the Stripe floor
 from _stack import flush_redis, free_port, psql, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +64,7 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 RQ_WORKERS = int(os.environ.get("BENCH_RQ_WORKERS", "2"))
 REFUND_EVERY = int(os.environ.get("BENCH_REFUND_EVERY", "5"))
+FLOOR_ORDERS = int(os.environ.get("BENCH_FLOOR_ORDERS", "200"))  # 0: skip the Stripe-calls-alone run
 VENDORS = int(os.environ.get("BENCH_VENDORS", "3"))
 SHOPPERS = int(os.environ.get("BENCH_SHOPPERS", str(CLIENTS)))
 SECRET = "whsec_bench_load"
@@ -82,12 +87,6 @@ class BenchError(RuntimeError):
     pass
 
 
-
-
-
-
-
-
 def spawn(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -105,8 +104,6 @@ def wait_port(proc: subprocess.Popen, port: int, what: str, log: Path) -> None:
         except OSError:
             time.sleep(0.1)
     raise BenchError(f"{what} did not start")
-
-
 
 
 def wait_for(check, what: str, seconds: float = 30.0):
@@ -285,6 +282,119 @@ class Mix:
         return time.perf_counter() - started
 
 
+class StripeFloor:
+    """The Stripe calls each endpoint makes, made alone: the app's own gateway functions with
+    the same parameters, from CLIENTS threads, against an emulator of their own (no webhook
+    endpoint) with nothing else running. An endpoint's p99 cannot be under its calls' p99, so
+    where this is above a target the target is out of reach for any implementation here.
+
+    payment-intent: one PaymentIntent create. confirm: confirm, the PaymentIntent retrieved
+    with SUCCESS_EXPAND and, for a destination charge, the vendor's py_. refund (every
+    REFUND_EVERY-th order, 100 cents): the refund with REFUND_EXPAND, then for a destination
+    charge the vendor's pyr_ and the fee refunds, for separate charges one reversal and its
+    pyr_ per vendor (the transfers themselves, made by a job in the app, are made untimed).
+    Half the orders are destination charges, half separate charges across two vendors.
+    """
+
+    def __init__(self, orders: int):
+        self.orders, self.samples, self.lock, self.next = orders, {}, threading.Lock(), 0
+
+    def record(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.samples.setdefault(name, []).append(seconds)
+
+    def run(self, logs: Path) -> dict[str, list[float]]:
+        from flask import Flask
+
+        port = free_port()
+        emulator = spawn([sys.executable, "-m", "stripe_emulator", "--port", str(port)], dict(os.environ),
+                         logs / "floor-emulator.log")
+        try:
+            wait_port(emulator, port, "the floor's emulator", logs / "floor-emulator.log")
+            app = Flask("floor")
+            app.config.update(STRIPE_SECRET_KEY="sk_test_bench", STRIPE_API_BASE=f"http://127.0.0.1:{port}",
+                              STRIPE_MAX_NETWORK_RETRIES=0)
+            with app.app_context():
+                accounts = [self.account(f"http://127.0.0.1:{port}", v) for v in range(2)]
+            threads = [threading.Thread(target=self.client, args=(app, accounts)) for _ in range(CLIENTS)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            stop(emulator)
+        return self.samples
+
+    @staticmethod
+    def account(base: str, v: int) -> str:
+        from marketplace import stripe_gateway
+
+        account = stripe_gateway.create_express_account(f"ven_floor{v}", "US", f"floor{v}@bench.example",
+                                                        f"floor-account-{v}")["id"]
+        requests.post(f"{base}/_emulator/accounts/{account}/onboard", json={}, timeout=TIMEOUT).raise_for_status()
+        return account
+
+    def client(self, app, accounts: list[str]) -> None:
+        with app.app_context():
+            while True:
+                with self.lock:
+                    if self.next >= self.orders:
+                        return
+                    self.next += 1
+                    n = self.next
+                self.order(n, accounts)
+
+    def order(self, n: int, accounts: list[str]) -> None:
+        from marketplace import stripe_gateway as gateway
+        from marketplace.payments.refunds import REFUND_EXPAND
+        from marketplace.payments.service import SUCCESS_EXPAND
+
+        destination, amount, fee = n % 2 == 0, 4249, 425
+        params = {"amount": amount, "currency": "usd", "payment_method_types": ["card"],
+                  "metadata": {"order_id": f"ord_floor{n}"}}
+        if destination:
+            params.update(transfer_data={"destination": accounts[0]}, application_fee_amount=fee)
+        else:
+            params["transfer_group"] = f"order_floor{n}"
+        started = time.perf_counter()
+        intent = gateway.create_payment_intent(params, f"floor-pi-{n}")
+        self.record("POST /api/orders/{id}/payment-intent", time.perf_counter() - started)
+
+        started = time.perf_counter()
+        gateway.confirm_payment_intent(intent["id"], "pm_card_visa", f"floor-confirm-{n}")
+        intent = gateway.retrieve_payment_intent(intent["id"], expand=SUCCESS_EXPAND)
+        charge = intent["latest_charge"]
+        if destination:
+            gateway.retrieve_charge(charge["transfer"]["destination_payment"], account=accounts[0],
+                                    expand=["balance_transaction"])
+        self.record("POST /api/orders/{id}/confirm", time.perf_counter() - started)
+        if n % REFUND_EVERY:
+            return
+
+        refund = {"charge": charge["id"], "amount": 100, "reason": "requested_by_customer",
+                  "metadata": {"order_id": f"ord_floor{n}"}, "expand": REFUND_EXPAND}
+        transfers = []
+        if destination:
+            refund.update(reverse_transfer=True, refund_application_fee=True)
+        else:
+            transfers = [gateway.create_transfer(
+                {"amount": (amount - fee) // 2, "currency": "usd", "destination": account,
+                 "source_transaction": charge["id"], "transfer_group": f"order_floor{n}"},
+                f"floor-transfer-{n}-{v}")["id"] for v, account in enumerate(accounts)]
+        started = time.perf_counter()
+        made = gateway.create_refund(refund, f"floor-refund-{n}")
+        if destination:
+            gateway.retrieve_refund(made["transfer_reversal"]["destination_payment_refund"], account=accounts[0],
+                                    expand=["balance_transaction"])
+            gateway.list_application_fee_refunds(made["charge"]["application_fee"])
+        for v, transfer in enumerate(transfers):
+            reversal = gateway.create_transfer_reversal(
+                transfer, {"amount": 50, "metadata": {}, "expand": ["balance_transaction"]}, f"floor-reversal-{n}-{v}")
+            gateway.retrieve_refund(reversal["destination_payment_refund"], account=accounts[v],
+                                    expand=["balance_transaction"])
+        self.record("POST /api/orders/{id}/refunds", time.perf_counter() - started)
+
+
 def access_log(path: Path, offset: int) -> dict[str, list[float]]:
     """Server-side durations (seconds) per endpoint from the access log, past `offset`."""
     durations: dict[str, list[float]] = {}
@@ -308,7 +418,8 @@ def figures(samples: list[float], wall: float) -> dict:
     }
 
 
-def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: float) -> None:
+def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: float,
+           floor: dict[str, list[float]]) -> None:
     by_endpoint: dict[str, list[float]] = {}
     for key, values in server.items():
         name, _, status = key.rpartition(" ")
@@ -335,6 +446,13 @@ def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: 
             ratio = round(reference / line["p99_ms"], 2) if line["p99_ms"] else None
             line.update(reference_p99_ms=reference, ratio=ratio, target_ratio=TARGET_RATIO)
             met.append(bool(ratio and ratio >= TARGET_RATIO))
+        if floor.get(name):
+            alone = sorted(floor[name])
+            line.update(stripe_calls_alone_p50_ms=round(percentile(alone, 50) * 1000, 1),
+                        stripe_calls_alone_p99_ms=round(percentile(alone, 99) * 1000, 1))
+            if reference is not None:
+                line["target_p99_ms"] = reference / TARGET_RATIO
+                line["target_within_reach"] = percentile(alone, 99) * 1000 < reference / TARGET_RATIO
         lines.append(line)
     for line in lines:
         print(json.dumps({"bench": "load", **line}))
@@ -345,6 +463,8 @@ def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: 
         "clients": CLIENTS, "gunicorn": f"{WORKERS}x{THREADS} gthread", "rq_workers": RQ_WORKERS,
         "cpus": os.cpu_count(), "load_average_before": LOAD_BEFORE,
         "targets_met": f"{sum(met)}/{len(met)}",
+        "targets_within_reach_of_stripe_calls_alone": f"{sum(bool(l.get('target_within_reach')) for l in lines)}"
+                                                      f"/{sum('target_within_reach' in l for l in lines)}",
     }))
 
 
@@ -400,7 +520,11 @@ def main() -> None:
             except BenchError as exc:
                 mix.failures.append(str(exc))
         time.sleep(1.0)  # the access log is written after each response
-        report(mix, wall, access_log(access, offset), time.perf_counter() - webhook_started)
+        server, webhook_wall = access_log(access, offset), time.perf_counter() - webhook_started
+        for proc in reversed(procs):
+            stop(proc)
+        floor = StripeFloor(min(ORDERS, FLOOR_ORDERS)).run(logs) if FLOOR_ORDERS else {}
+        report(mix, wall, server, webhook_wall, floor)
     finally:
         for proc in reversed(procs):
             stop(proc)
