@@ -89,6 +89,8 @@ class Config:
         self.PLATFORM_FEE_FIXED = _int(env, "PLATFORM_FEE_FIXED", 0)
         self.PAYOUT_HOLD_DAYS = _int(env, "PAYOUT_HOLD_DAYS", 7)
         self.PAYOUT_MIN_AMOUNT = _int(env, "PAYOUT_MIN_AMOUNT", 100)
+        # An order still unpaid this long after its creation is canceled and its stock released.
+        self.ORDER_PAYMENT_WINDOW_HOURS = _int(env, "ORDER_PAYMENT_WINDOW_HOURS", 24, minimum=1)
         self.TOKEN_TTL_SECONDS = _int(env, "TOKEN_TTL_SECONDS", 12 * 3600, minimum=60)
         self.OUTBOX_RELAY_INTERVAL = _int(env, "OUTBOX_RELAY_INTERVAL", 5, minimum=1)
         self.OUTBOX_MAX_ATTEMPTS = _int(env, "OUTBOX_MAX_ATTEMPTS", 10, minimum=1)

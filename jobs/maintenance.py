@@ -15,3 +15,11 @@ def reap_idempotency_keys() -> int:
     from marketplace import idempotency
 
     return idempotency.reap()
+
+
+@job
+def expire_unpaid_orders() -> int:
+    """Cancel the orders left unpaid past ORDER_PAYMENT_WINDOW_HOURS; returns how many."""
+    from marketplace.orders import service
+
+    return service.expire_unpaid_orders()

@@ -32,6 +32,7 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("daily-reconciliation", "30 2 * * *", "jobs.reconciliation.daily_reconciliation"),
     # Keep in step with marketplace.payouts.service.DAILY_RUN_CRON (next_payout_date).
     ScheduledJob("daily-payout-run", "0 6 * * *", "jobs.payouts.daily_payout_run"),
+    ScheduledJob("expire-unpaid-orders", "*/15 * * * *", "jobs.maintenance.expire_unpaid_orders"),
 ]
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -164,22 +165,57 @@ def cancel_order(user: User, order_id: str) -> Order:
         raise Conflict("Only an unpaid order can be canceled.", code="order_not_cancelable")
     payment_intent_id = order.payment_intent_id
     db.session.rollback()  # hold no transaction while Stripe is called
+    return _cancel(order_id, payment_intent_id, "order.canceled")
+
+
+def expire_unpaid_orders(now: datetime | None = None) -> int:
+    """Cancel the orders still unpaid ORDER_PAYMENT_WINDOW_HOURS after their creation.
+
+    Each is canceled as a shopper's cancel is (its PaymentIntent at Stripe first, then the
+    order, its splits and its stock), audited as `order.expired` by the system. An order whose
+    PaymentIntent Stripe will not cancel (it succeeded, or is processing) is left to its
+    payment events; one that got a PaymentIntent meanwhile waits for the next run. Returns
+    how many were canceled. A Stripe outage stops the run; the next run takes the rest.
+    """
+    cutoff = (now or utcnow()) - timedelta(hours=current_app.config["ORDER_PAYMENT_WINDOW_HOURS"])
+    due = db.session.execute(
+        select(Order.id, Order.payment_intent_id)
+        .where(Order.status.in_(CANCELABLE), Order.created_at < cutoff)
+        .order_by(Order.created_at, Order.id)
+    ).all()
+    db.session.rollback()
+    expired = 0
+    for order_id, payment_intent_id in due:
+        try:
+            _cancel(order_id, payment_intent_id, "order.expired")
+        except Conflict as refused:
+            log.info("unpaid order %s not expired: %s", order_id, refused.code)
+            continue
+        expired += 1
+    return expired
+
+
+def _cancel(order_id: str, payment_intent_id: str | None, action: str) -> Order:
+    """Cancel the PaymentIntent read with the order, then the order if it is still unpaid and
+    still has that PaymentIntent (a new one made meanwhile was not canceled: 409)."""
     if payment_intent_id:
         _cancel_payment(order_id, payment_intent_id)
+    same_intent = (Order.payment_intent_id == payment_intent_id if payment_intent_id
+                   else Order.payment_intent_id.is_(None))
     moved = db.session.execute(
         update(Order)
-        .where(Order.id == order_id, Order.status.in_(CANCELABLE))
+        .where(Order.id == order_id, Order.status.in_(CANCELABLE), same_intent)
         .values(status="canceled", canceled_at=utcnow(), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount
     if moved != 1:
         db.session.rollback()
         raise Conflict("Only an unpaid order can be canceled.", code="order_not_cancelable")
-    order = get_order(user, order_id)
+    order = db.session.scalar(_with_lines(select(Order).where(Order.id == order_id)))
     release_stock(order, commit=False)
     for split in order.splits:
         split.status = "canceled"
-    audit.record("order.canceled", "order", order.id, amount=order.total, currency=order.currency)
+    audit.record(action, "order", order.id, amount=order.total, currency=order.currency)
     db.session.commit()
     return order
 
