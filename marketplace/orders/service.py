@@ -168,20 +168,22 @@ def cancel_order(user: User, order_id: str) -> Order:
     return _cancel(order_id, payment_intent_id, "order.canceled")
 
 
-def expire_unpaid_orders(now: datetime | None = None) -> int:
+def expire_unpaid_orders(now: datetime | None = None, limit: int = 500) -> int:
     """Cancel the orders still unpaid ORDER_PAYMENT_WINDOW_HOURS after their creation.
 
     Each is canceled as a shopper's cancel is (its PaymentIntent at Stripe first, then the
     order, its splits and its stock), audited as `order.expired` by the system. An order whose
     PaymentIntent Stripe will not cancel (it succeeded, or is processing) is left to its
-    payment events; one that got a PaymentIntent meanwhile waits for the next run. Returns
-    how many were canceled. A Stripe outage stops the run; the next run takes the rest.
+    payment events; one that got a PaymentIntent meanwhile waits for the next run. At most
+    `limit` orders, oldest first, per run (one Stripe call each); returns how many were
+    canceled. A Stripe outage stops the run; the next run takes the rest.
     """
     cutoff = (now or utcnow()) - timedelta(hours=current_app.config["ORDER_PAYMENT_WINDOW_HOURS"])
     due = db.session.execute(
         select(Order.id, Order.payment_intent_id)
         .where(Order.status.in_(CANCELABLE), Order.created_at < cutoff)
         .order_by(Order.created_at, Order.id)
+        .limit(limit)
     ).all()
     db.session.rollback()
     expired = 0

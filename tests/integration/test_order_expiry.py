@@ -52,12 +52,14 @@ def test_unpaid_orders_past_the_window_are_canceled_and_their_stock_released_onc
     recent = order_for(client, shopper, [vendor], [700], [4])
     paid = order_for(client, shopper, [vendor], [900], [1])
     assert pay(client, shopper, paid["id"]).status_code == 200
-    for order in (never_paid, declined, paid):
-        _placed_hours_ago(order["id"], 25)
+    for order, hours in ((never_paid, 26), (declined, 25), (paid, 25)):
+        _placed_hours_ago(order["id"], hours)
     _placed_hours_ago(recent["id"], 23)
     assert (_stock(never_paid), _stock(declined), _stock(recent)) == (47, 48, 46)
 
-    assert service.expire_unpaid_orders() == 2
+    assert service.expire_unpaid_orders(limit=1) == 1  # the oldest first
+    assert _status(never_paid) == "canceled" and _status(declined) == "payment_failed"
+    assert service.expire_unpaid_orders() == 1
 
     assert [_status(o) for o in (never_paid, declined, recent, paid)] == [
         "canceled", "canceled", "pending_payment", "paid"]
