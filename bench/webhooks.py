@@ -34,8 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,8 +78,9 @@ def durable_app():
     from flask import Flask, request
 
     from jobs.webhooks import process_event_job
+    from marketplace.database import new_id, utcnow
     from marketplace.outbox import _statement_after, job_path
-    from marketplace.webhooks.service import _INSERT_EVENT_SQL
+    from marketplace.webhooks.service import _INSERT_EVENT_SQL, _timestamp
 
     sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", _statement_after(_INSERT_EVENT_SQL).text)
     job, local = job_path(process_event_job), threading.local()
@@ -94,13 +93,13 @@ def durable_app():
         event = json.loads(payload)
         if getattr(local, "conn", None) is None:
             local.conn = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)
-        row_id, now = f"whe_{uuid.uuid4().hex}", datetime.now(timezone.utc)
+        row_id, now = new_id("whe"), utcnow()
         local.conn.execute(sql, {
             "id": row_id, "stripe_event_id": event["id"], "type": event["type"], "account": event.get("account"),
             "livemode": event["livemode"], "api_version": event.get("api_version"),
-            "stripe_created_at": datetime.fromtimestamp(event["created"], timezone.utc), "source": "webhook",
+            "stripe_created_at": _timestamp(event.get("created")), "source": "webhook",
             "status": "received", "attempts": 0, "raw_body": payload, "received_at": now,
-            "outbox_id": f"obx_{uuid.uuid4().hex}", "outbox_job": job, "outbox_args": json.dumps([row_id]),
+            "outbox_id": new_id("obx"), "outbox_job": job, "outbox_args": json.dumps([row_id]),
             "outbox_now": now,
         }).fetchall()
         return {"received": True}
