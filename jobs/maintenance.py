@@ -23,3 +23,11 @@ def expire_unpaid_orders() -> int:
     from marketplace.orders import service
 
     return service.expire_unpaid_orders()
+
+
+@job
+def requeue_stalled_webhook_events() -> int:
+    """Queue again the received webhook events whose processing stalled; returns how many."""
+    from marketplace.webhooks import service
+
+    return service.requeue_stalled()

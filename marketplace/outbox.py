@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import JSON, Index, Integer, String, Text, TextClause, bindparam, event, or_, select, text
+from sqlalchemy import JSON, Index, Integer, String, Text, TextClause, and_, bindparam, event, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from marketplace import queue
@@ -77,9 +77,25 @@ def job_path(fn: Callable) -> str:
 def add(fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
     """Record a job in the current transaction; it is handed off only if that commits."""
     # The id is set here, not at flush, so the hand-off after commit needs no read-back.
-    message = OutboxMessage(id=new_id("obx"), job=job_path(fn), args=list(args), kwargs=dict(kwargs))
+    now = utcnow()
+    message = OutboxMessage(id=new_id("obx"), job=job_path(fn), args=list(args), kwargs=dict(kwargs),
+                            created_at=now, available_at=now)
     db.session.add(message)
     db.session.info.setdefault(_PENDING, []).append((message.id, message.job, message.args, message.kwargs))
+    return message
+
+
+def add_later(delay: timedelta, fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
+    """Record a job in the current transaction, due `delay` after now.
+
+    Nothing is handed off after the commit: the periodic relay takes the row once it is
+    due. The wait is kept in the database, so a restart of Redis or of every worker
+    loses no scheduled job.
+    """
+    now = utcnow()
+    message = OutboxMessage(id=new_id("obx"), job=job_path(fn), args=list(args), kwargs=dict(kwargs),
+                            created_at=now, available_at=now + delay)
+    db.session.add(message)
     return message
 
 
@@ -219,7 +235,10 @@ def _claim(limit: int) -> list[OutboxMessage]:
     stmt = (
         select(OutboxMessage)
         .where(OutboxMessage.dispatched_at.is_(None), OutboxMessage.dead_at.is_(None))
-        .where(or_(OutboxMessage.available_at <= now, OutboxMessage.attempts == 0))
+        # A fresh row is due whatever the clocks say; a delayed one (add_later) or a retried
+        # one only once its time has come.
+        .where(or_(OutboxMessage.available_at <= now,
+                   and_(OutboxMessage.attempts == 0, OutboxMessage.available_at <= OutboxMessage.created_at)))
         .order_by(OutboxMessage.created_at, OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

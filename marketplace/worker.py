@@ -33,6 +33,7 @@ SCHEDULE: list[ScheduledJob] = [
     # Keep in step with marketplace.payouts.service.DAILY_RUN_CRON (next_payout_date).
     ScheduledJob("daily-payout-run", "0 6 * * *", "jobs.payouts.daily_payout_run"),
     ScheduledJob("expire-unpaid-orders", "*/15 * * * *", "jobs.maintenance.expire_unpaid_orders"),
+    ScheduledJob("requeue-stalled-webhook-events", "*/10 * * * *", "jobs.maintenance.requeue_stalled_webhook_events"),
 ]
 
 

@@ -43,3 +43,7 @@ class WebhookEvent(db.Model):
     raw_body: Mapped[str] = mapped_column(Text, nullable=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the retry after a failed attempt is due (null: the first attempt, due on receipt).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Held by the attempt running now: no other run takes the event before this passes.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -27,6 +27,10 @@ class WebhookEventSchema(Schema):
     processed_at = fields.Function(
         lambda e: isoformat(e.processed_at), allow_none=True, metadata={"type": "string", "format": "date-time"}
     )
+    next_attempt_at = fields.Function(
+        lambda e: isoformat(e.next_attempt_at), allow_none=True,
+        metadata={"type": "string", "format": "date-time", "description": "when the retry after a failed attempt is due"},
+    )
 
 
 class WebhookEventListArgsSchema(PageArgsSchema):

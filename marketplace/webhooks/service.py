@@ -4,16 +4,16 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jobs.webhooks import process_event_job
 from marketplace import audit, outbox, queue, stripe_gateway
-from marketplace.database import new_id, utcnow
+from marketplace.database import UTCDateTime, new_id, utcnow
 from marketplace.errors import NotFound
 from marketplace.extensions import db
 from marketplace.pagination import paginate
@@ -27,10 +27,6 @@ FINAL = ("processed", "ignored", "failed")
 _SECRET_PATTERNS = re.compile(
     r"(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9_]+|whsec_[A-Za-z0-9_]+|Bearer\s+\S+|://[^\s/@:]+:[^\s/@]+@"
 )
-
-
-class RetryLater(Exception):
-    """Processing failed and will be retried with backoff by the job queue."""
 
 
 def webhook_secrets() -> list[str]:
@@ -115,16 +111,44 @@ def _timestamp(value) -> datetime | None:
     return datetime.fromtimestamp(int(value), tz=timezone.utc) if isinstance(value, int) else None
 
 
+# One attempt holds its event this long, more than a job may run (RQ stops it at
+# JOB_TIMEOUT_SECONDS): a second job for the same event (a replay, a requeue, a duplicate
+# enqueue) waits its turn instead of running the handler alongside.
+LEASE = timedelta(seconds=queue.JOB_TIMEOUT_SECONDS + 300)
+# A received event whose attempt is this overdue lost its job (Redis lost its queue, a
+# worker died mid-run) and is queued again by requeue_stalled().
+STALLED_AFTER = timedelta(minutes=10)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after the n-th failed attempt: 10 s, 50 s, about 4 min, 21 min, 1 h 44 min, then 6 h."""
+    return timedelta(seconds=min(10 * 5 ** (attempts - 1), 6 * 3600))
+
+
 def process_event(row_id: str) -> str:
-    """Run the event's handler once; record the outcome. Returns the event's status."""
-    row = db.session.get(WebhookEvent, row_id)
-    if row is None or row.status in FINAL:
+    """Run the event's handler once; record the outcome. Returns the event's status.
+
+    The attempt is claimed first (attempts + 1 and the lease, committed), so it counts even
+    if the process dies half way, and no other run handles the event meanwhile. A failure
+    schedules the next attempt in the outbox with backoff until WEBHOOK_MAX_ATTEMPTS, then
+    the event is `failed`; the retry lives in the database, not in Redis.
+    """
+    now = utcnow()
+    claimed = db.session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id == row_id, WebhookEvent.status == "received",
+               or_(WebhookEvent.locked_until.is_(None), WebhookEvent.locked_until < now))
+        .values(attempts=WebhookEvent.attempts + 1, locked_until=now + LEASE)
+        .returning(WebhookEvent.raw_body)
+        .execution_options(synchronize_session=False)
+    ).first()
+    db.session.commit()
+    if claimed is None:  # finished, gone, or being handled by another run right now
+        row = db.session.get(WebhookEvent, row_id)
         status = row.status if row is not None else "missing"
         db.session.rollback()
         return status
-    row.attempts += 1
-    event = json.loads(row.raw_body)
-    db.session.commit()  # the attempt counts even if the process dies half way
+    event = json.loads(claimed.raw_body)
     try:
         handlers.dispatch(event)
     except handlers.Ignored as reason:
@@ -139,6 +163,7 @@ def _finish(row_id: str, status: str, reason: str | None = None) -> str:
     db.session.rollback()  # whatever a handler left uncommitted is not ours to commit
     row = db.session.get(WebhookEvent, row_id)
     row.status, row.reason, row.last_error, row.processed_at = status, reason, None, utcnow()
+    row.next_attempt_at = row.locked_until = None
     db.session.commit()
     return status
 
@@ -146,17 +171,43 @@ def _finish(row_id: str, status: str, reason: str | None = None) -> str:
 def _record_failure(row_id: str, error: Exception) -> str:
     row = db.session.get(WebhookEvent, row_id)
     row.last_error = safe_error(error)
-    give_up = row.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]
-    if give_up:
-        row.status, row.processed_at = "failed", utcnow()
+    row.locked_until = None
     log.warning("webhook event %s (%s) attempt %d failed: %s", row.stripe_event_id, row.type,
                 row.attempts, row.last_error)
-    attempts = row.attempts
+    if row.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]:
+        row.status, row.processed_at, row.next_attempt_at = "failed", utcnow(), None
+    else:
+        row.next_attempt_at = outbox.add_later(retry_delay(row.attempts), process_event_job, row.id).available_at
+    status = row.status
     db.session.commit()
-    if give_up:
-        return "failed"
-    # Raising hands the retry to the queue: RQ's Retry or the outbox's backoff (inline).
-    raise RetryLater(f"attempt {attempts} failed; retried with backoff") from error
+    return status
+
+
+def requeue_stalled(now: datetime | None = None, limit: int = 500) -> int:
+    """Queue again the received events whose attempt is STALLED_AFTER overdue; returns how many.
+
+    Normally every received event has its job queued or its retry waiting in the outbox.
+    This is the net for a job that vanished after its hand-off: Redis restarted without
+    persistence, or a worker was killed mid-run (its lease runs out first). The extra job
+    is harmless if the original turns up after all: the claim lets one run only.
+    """
+    now = now or utcnow()
+    due = func.coalesce(WebhookEvent.next_attempt_at, WebhookEvent.received_at, type_=UTCDateTime())
+    stalled = list(db.session.scalars(
+        select(WebhookEvent)
+        .where(WebhookEvent.status == "received", due < now - STALLED_AFTER,
+               or_(WebhookEvent.locked_until.is_(None), WebhookEvent.locked_until < now))
+        .order_by(due, WebhookEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ))
+    for row in stalled:
+        row.next_attempt_at = now
+        outbox.add(process_event_job, row.id)
+    db.session.commit()
+    if stalled:
+        log.warning("requeued %d webhook events whose processing had stalled", len(stalled))
+    return len(stalled)
 
 
 def safe_error(error: Exception) -> str:
@@ -182,7 +233,7 @@ def replay(row_id: str) -> WebhookEvent:
     row = db.session.get(WebhookEvent, row_id)
     if row is None:
         raise NotFound("No such webhook event.")
-    row.status, row.attempts, row.processed_at = "received", 0, None
+    row.status, row.attempts, row.processed_at, row.next_attempt_at = "received", 0, None, None
     outbox.add(process_event_job, row.id)
     audit.record("webhook_event.replayed", "webhook_event", row.id)
     db.session.commit()

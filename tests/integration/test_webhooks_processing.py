@@ -56,6 +56,12 @@ def test_a_handled_event_is_processed_once(client):
     assert row.processed_at is not None and CALLS == [payload["id"]]
 
 
+def pending_retries(payload) -> list[OutboxMessage]:
+    db.session.rollback()
+    return list(db.session.scalars(select(OutboxMessage).where(
+        OutboxMessage.job == "jobs.webhooks.process_event_job", OutboxMessage.dispatched_at.is_(None))))
+
+
 def test_failure_is_recorded_retried_with_backoff_then_processed(client):
     payload = event("test.flaky")
     FAILURES[payload["id"]] = 2
@@ -65,19 +71,25 @@ def test_failure_is_recorded_retried_with_backoff_then_processed(client):
     assert row.last_error.startswith("RuntimeError: boom")
     for secret in ("sk_test_abc123", "whsec_s3cr3t", ":pw@"):
         assert secret not in row.last_error
-    message = db.session.scalar(select(OutboxMessage))
-    first_delay = message.available_at - utcnow()
-    assert timedelta(0) < first_delay <= timedelta(seconds=2)
-    assert outbox.relay() == 0  # not due yet: backoff holds it
+    [retry] = pending_retries(payload)  # the retry waits in the database, not in a queue
+    first_delay = retry.available_at - utcnow()
+    assert timedelta(seconds=8) < first_delay <= timedelta(seconds=10)
+    assert row.next_attempt_at == retry.available_at and row.locked_until is None
+    assert outbox.relay() == 0 and row_for(payload).attempts == 1  # not due yet: backoff holds it
     make_due()
     outbox.relay()
-    message = db.session.scalar(select(OutboxMessage))
-    assert message.available_at - utcnow() > first_delay  # the delay grows
+    [retry] = pending_retries(payload)
+    assert retry.available_at - utcnow() > first_delay * 4  # the delay grows
     make_due()
     outbox.relay()
     row = row_for(payload)
-    assert (row.status, row.attempts, row.last_error) == ("processed", 3, None)
-    assert CALLS == [payload["id"]]
+    assert (row.status, row.attempts, row.last_error, row.next_attempt_at) == ("processed", 3, None, None)
+    assert CALLS == [payload["id"]] and pending_retries(payload) == []
+
+
+def test_the_backoff_grows_to_a_ceiling():
+    delays = [service.retry_delay(n).total_seconds() for n in range(1, 9)]
+    assert delays[:5] == [10, 50, 250, 1250, 6250] and delays[5:] == [6 * 3600] * 3
 
 
 def test_gives_up_after_the_limit_then_replay_processes_it(app, client, auth):
@@ -223,7 +235,7 @@ def test_on_postgresql_the_acknowledgement_leaves_the_job_to_the_workers_relay(r
     assert (row_for(payload).status, CALLS) == ("processed", [payload["id"]])
 
 
-def test_with_redis_a_failure_is_retried_by_rq_with_backoff(redis_app):
+def test_with_redis_a_failure_is_retried_from_the_outbox_not_from_redis(redis_app):
     client = redis_app.test_client()
     payload = event("test.flaky")
     FAILURES[payload["id"]] = 1
@@ -231,10 +243,73 @@ def test_with_redis_a_failure_is_retried_by_rq_with_backoff(redis_app):
     drain_rq()
     row = row_for(payload)
     assert (row.status, row.attempts) == ("received", 1) and "boom" in row.last_error
-    registry = ScheduledJobRegistry(queue=queue.get_queue())
-    assert len(registry.get_job_ids()) == 1  # waiting for its backoff, not lost
-    # Run the scheduled retry now instead of waiting for the backoff to pass.
-    queue.get_queue().enqueue_job(queue.get_queue().fetch_job(registry.get_job_ids()[0]))
+    assert ScheduledJobRegistry(queue=queue.get_queue()).get_job_ids() == []  # nothing only Redis knows
+    assert queue.get_redis().flushdb()  # Redis restarted without persistence: the retry survives
+    assert len(pending_retries(payload)) == 1
+    make_due()
     drain_rq()
     row = row_for(payload)
     assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)
+
+
+def test_with_redis_every_attempt_up_to_the_limit_runs_whatever_rq_s_own_retries(redis_app):
+    redis_app.config["WEBHOOK_MAX_ATTEMPTS"] = 9  # more than RQ's five retries of a raising job
+    payload = event("test.flaky")
+    FAILURES[payload["id"]] = 100
+    deliver(redis_app.test_client(), payload)
+    for _ in range(12):
+        make_due()
+        drain_rq()
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("failed", 9) and pending_retries(payload) == []
+    assert FAILURES[payload["id"]] == 100 - 9
+
+
+def test_a_second_job_for_an_event_being_handled_does_not_run_it(client, monkeypatch):
+    """A replay or a requeue while an attempt runs: the lease lets one run at a time."""
+    payload = event("test.flaky")
+    inner = []
+
+    def reentrant(event_):
+        inner.append(service.process_event(row_for(payload).id))  # the second job, mid-run
+        CALLS.append(event_["id"])
+
+    monkeypatch.setitem(handlers.HANDLERS, "test.flaky", reentrant)
+    deliver(client, payload)
+    row = row_for(payload)
+    assert inner == ["received"] and CALLS == [payload["id"]]
+    assert (row.status, row.attempts, row.locked_until) == ("processed", 1, None)
+
+
+def test_a_worker_killed_mid_attempt_leaves_the_event_to_the_next_run_once_its_lease_ends(client, monkeypatch):
+    payload = event("test.flaky")
+    monkeypatch.setitem(handlers.HANDLERS, "test.flaky", lambda event_: (_ for _ in ()).throw(SystemExit))
+    with pytest.raises(SystemExit):
+        deliver(client, payload)
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("received", 1) and row.locked_until > utcnow()
+    assert service.process_event(row.id) == "received" and row_for(payload).attempts == 1  # still held
+    monkeypatch.setitem(handlers.HANDLERS, "test.flaky", flaky)
+    later = utcnow() + service.LEASE + timedelta(seconds=1)
+    assert service.requeue_stalled(now=later) == 1
+    row = row_for(payload)
+    assert row.next_attempt_at == later
+    monkeypatch.setattr(service, "utcnow", lambda: later)
+    outbox.relay()
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("processed", 2) and CALLS == [payload["id"]]
+
+
+def test_an_event_whose_job_was_lost_is_requeued_once_overdue(redis_app):
+    payload = event("test.flaky")
+    deliver(redis_app.test_client(), payload)
+    outbox.relay()
+    queue.get_redis().flushdb()  # the job is gone with Redis' data
+    assert service.requeue_stalled() == 0  # not overdue yet: the job may simply be queued
+    later = utcnow() + service.STALLED_AFTER + timedelta(seconds=1)
+    assert service.requeue_stalled(now=later) == 1
+    assert service.requeue_stalled(now=later) == 0  # requeued once, then overdue again only later
+    drain_rq()
+    row = row_for(payload)
+    assert (row.status, row.attempts) == ("processed", 1) and CALLS == [payload["id"]]
+    assert service.requeue_stalled(now=later + service.STALLED_AFTER * 2) == 0  # finished events stay put
