@@ -32,3 +32,11 @@ def retransfer_dispute(dispute_id: str) -> int:
     from marketplace.payments import disputes
 
     return disputes.retransfer(dispute_id)
+
+
+@job
+def retransfer_failed_refund(refund_id: str) -> int:
+    """Give the vendors back what a refund that failed had taken from them."""
+    from marketplace.payments import refunds
+
+    return refunds.retransfer_failed(refund_id)

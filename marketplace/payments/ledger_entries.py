@@ -32,6 +32,11 @@ simply keeps it), so two internal entries, with no balance transaction and never
 by reconciliation, keep `platform:fee_revenue` and `V:platform_fees` the same for both
 charge types: `platform_fee` (platform:fee_revenue -F, V:platform_fees +F, per split at
 payment) and `platform_fee_refund` (the reverse, f per refund allocation).
+
+A refund that fails after it was made gives its money back to the platform (`refund_failure`,
++R on platform:refunds' counter). The vendors get back what it took from them by a new
+transfer (tr_ / py_ as above, of r - f), and a `platform_fee` entry of f makes the fee the
+refund had returned the platform's again, on either charge type.
 """
 from __future__ import annotations
 
@@ -120,7 +125,8 @@ def record_dispute(bt: dict, dispute_id: str) -> None:
 
 
 def record_platform_fee(split, amount: int, key: str, refund: bool = False) -> None:
-    """Internal: the platform fee kept (or returned) on a separate-charges split."""
+    """Internal: the platform fee kept (or returned) on a separate-charges split, or kept again
+    after a failed refund (either charge type)."""
     if amount <= 0:
         return
     sign = 1 if refund else -1

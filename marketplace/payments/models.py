@@ -99,6 +99,12 @@ class RefundAllocation(db.Model):
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
     platform_fee_refunded: Mapped[int] = mapped_column(BigInteger, nullable=False)
     stripe_transfer_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The transfer giving the vendor back what the reversal took, when the refund failed.
+    stripe_retransfer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Destination charges: the reversal of an earlier failed refund's retransfer, taking back
+    # what Stripe's own reversal could not (the original transfer was short by that much);
+    # `none-<allocation id>` when nothing was short.
+    stripe_shortfall_reversal_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     refund: Mapped[Refund] = relationship(back_populates="allocations")
     split: Mapped[OrderSplit] = relationship()

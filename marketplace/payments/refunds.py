@@ -7,6 +7,12 @@ back: on a destination charge by Stripe itself (`reverse_transfer` and
 `refund_application_fee`), on separate charges by one transfer reversal per allocation
 (key `reversal-<allocation.id>`). A job completes whatever a crash or an outage left
 undone. How the platform fee returned is computed: see `allocation`.
+
+A refund Stripe made can still fail later (`refund.failed`): the shopper got nothing and the
+money is back on the platform, so a job transfers back to each vendor what the refund had
+taken from it (`retransfer_failed`), and reversals not made yet are never made. On a
+destination charge that earlier reversal stays at Stripe, so a later refund's own reversal
+falls short by as much; `_reverse_shortfall` takes the rest from the retransfer.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import logging
 
 from sqlalchemy import select
 
+from jobs.payments import retransfer_failed_refund as retransfer_failed_refund_job
 from marketplace import audit, idempotency, outbox, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.errors import AppError, Conflict, NotFound, ValidationFailed
@@ -163,12 +170,64 @@ def complete_refund(refund_id: str) -> str:
     _record(refund_id, made)
     if payment.charge_type == "separate_transfers":
         _reverse_transfers(refund_id)
+    else:
+        _reverse_shortfall(refund_id, made)
     return db.session.get(Refund, refund_id).status
 
 
 def _finished(refund: Refund) -> bool:
     return refund.stripe_refund_id is not None and all(
-        a.stripe_transfer_reversal_id or a.reversal_amount <= 0 for a in refund.allocations)
+        (a.stripe_transfer_reversal_id or a.reversal_amount <= 0)
+        and (a.stripe_shortfall_reversal_id or not _retransfers(a.split_id)) for a in refund.allocations)
+
+
+def _retransfers(split_id: str) -> list[RefundAllocation]:
+    """The split's allocations of failed refunds whose reversal was transferred back, oldest first."""
+    return list(db.session.scalars(
+        select(RefundAllocation).where(RefundAllocation.split_id == split_id,
+                                       RefundAllocation.stripe_retransfer_id.is_not(None))
+        .order_by(RefundAllocation.id)))
+
+
+def _reverse_shortfall(refund_id: str, made: dict) -> None:
+    """Destination charge after a failed refund: take back what Stripe's reversal could not.
+
+    Stripe reverses the original transfer pro rata, capped by what is left of it, and an
+    earlier failed refund used part of that up (its reversal stays; the vendor got the money
+    back by a separate transfer). The difference between this allocation's share and what
+    Stripe's reversal took is reversed from those retransfers (key
+    `refund-shortfall-<allocation.id>-<n>`), and the fee Stripe could not return is
+    recorded as returned all the same.
+    """
+    alloc = db.session.get(Refund, refund_id).allocations[0]
+    sources = [(r.id, r.stripe_retransfer_id) for r in _retransfers(alloc.split_id)]
+    if not sources or alloc.stripe_shortfall_reversal_id or not made.get("transfer_reversal"):
+        db.session.rollback()
+        return
+    alloc_id, order_id, expected, expected_fee = alloc.id, alloc.refund.order_id, alloc.reversal_amount, alloc.platform_fee_refunded
+    account = db.session.get(Vendor, alloc.vendor_id).stripe_account_id
+    db.session.commit()
+    taken = transfers.vendor_refund(made["transfer_reversal"], account)["balance_transaction"]
+    short, short_fee = expected + int(taken["net"]), expected_fee + int(taken["fee"])
+    last = None
+    for n, (_, transfer_id) in enumerate(sources):
+        if short <= 0:
+            break
+        left = stripe_gateway.retrieve_transfer(transfer_id)
+        amount = min(short, left["amount"] - left["amount_reversed"])
+        if amount <= 0:
+            continue
+        last, vendor_refund = transfers.reverse(transfer_id, amount, f"refund-shortfall-{alloc_id}-{n}", account,
+                                                {"refund_id": refund_id, "allocation_id": alloc_id})
+        lock_order(order_id)
+        transfers.record_reversal(db.session.get(RefundAllocation, alloc_id).split, last, vendor_refund, account)
+        db.session.commit()
+        short -= amount
+    lock_order(order_id)
+    alloc = db.session.get(RefundAllocation, alloc_id)
+    entries.record_platform_fee(alloc.split, short_fee, key=f"platform-fee-shortfall-{alloc_id}", refund=True)
+    alloc.stripe_shortfall_reversal_id = last["id"] if last else f"none-{alloc_id}"
+    db.session.commit()
 
 
 def _stripe_params(refund: Refund, payment: Payment) -> dict:
@@ -216,22 +275,34 @@ def _reverse_transfers(refund_id: str) -> None:
     refund = db.session.get(Refund, refund_id)
     todo = [(a.id, a.split_id, a.split.stripe_transfer_id, a.reversal_amount, a.vendor_id)
             for a in refund.allocations if not a.stripe_transfer_reversal_id and a.reversal_amount > 0]
+    order_id = refund.order_id
     for alloc_id, split_id, transfer_id, amount, vendor_id in todo:
         if transfer_id is None:
             raise Conflict("The vendor's transfer is not made yet; retried later.", code="transfer_pending")
         account = db.session.get(Vendor, vendor_id).stripe_account_id
+        lock_order(order_id)
+        failed = db.session.get(Refund, refund_id).status == "failed"
         db.session.commit()
+        if failed:  # the shopper got nothing back: take nothing more from the vendors
+            return
         reversal, vendor_refund = transfers.reverse(
             transfer_id, amount, f"reversal-{alloc_id}", account, {"refund_id": refund_id, "allocation_id": alloc_id})
-        lock_order(refund.order_id)
+        lock_order(order_id)
         alloc = db.session.get(RefundAllocation, alloc_id)
         transfers.record_reversal(alloc.split, reversal, vendor_refund, account)
         alloc.stripe_transfer_reversal_id = reversal["id"]
+        if alloc.refund.status == "failed":  # it failed while this reversal was under way
+            outbox.add(retransfer_failed_refund_job, refund_id)
         db.session.commit()
 
 
-def _fail(refund_id: str, reason: str | None, failure_bt: dict | None = None) -> None:
-    """A refund that did not happen: its reservation is released (once)."""
+def _fail(refund_id: str, reason: str | None, made: dict | None = None) -> None:
+    """A refund that did not happen: its reservation is released (once).
+
+    `made` is the Stripe refund when Stripe made it and it failed later (its balance
+    transactions expanded): the money came back to the platform, so what the refund took
+    from the vendors is transferred back to them by a job (retransfer_failed).
+    """
     refund = db.session.get(Refund, refund_id)
     order = lock_order(refund.order_id)
     db.session.refresh(refund)
@@ -241,9 +312,68 @@ def _fail(refund_id: str, reason: str | None, failure_bt: dict | None = None) ->
         for alloc in refund.allocations:
             alloc.split.refunded -= alloc.amount
         _order_status_from_splits(order)
-    if failure_bt:
-        entries.record_refund(failure_bt, refund.id)
+        if made is not None:
+            outbox.add(retransfer_failed_refund_job, refund.id)
+    if made is not None:
+        refund.stripe_refund_id = refund.stripe_refund_id or made["id"]
+        for bt in (made.get("balance_transaction"), made.get("failure_balance_transaction")):
+            if isinstance(bt, dict):
+                entries.record_refund(bt, refund.id)
     db.session.commit()
+
+
+def retransfer_failed(refund_id: str) -> int:
+    """Give the vendors back what a failed refund took from them; returns the transfers made.
+
+    Whatever the refund got done before it failed is recorded first (as complete_refund
+    would), then, per allocation whose transfer was reversed, one transfer of what the vendor
+    lost (key `refund-retransfer-<allocation.id>`), and the platform fee the refund had
+    returned is the platform's again. Drawn on the platform's available balance, where the
+    failed refund's money went back; when that is short, Stripe refuses and the job is retried.
+    """
+    refund = db.session.get(Refund, refund_id)
+    if refund is None or refund.status != "failed" or refund.stripe_refund_id is None:
+        db.session.rollback()
+        return 0
+    payment = db.session.get(Payment, refund.payment_id)
+    destination = payment.charge_type == "destination"
+    stripe_refund_id, order_id, currency = refund.stripe_refund_id, refund.order_id, payment.currency
+    db.session.commit()
+    made = stripe_gateway.retrieve_refund(stripe_refund_id, expand=REFUND_EXPAND)
+    _record(refund_id, made)
+    refund = db.session.get(Refund, refund_id)
+    todo = [(a.id, a.split_id, a.vendor_id, a.reversal_amount, a.platform_fee_refunded)
+            for a in refund.allocations if a.stripe_transfer_reversal_id and not a.stripe_retransfer_id]
+    db.session.commit()
+    for alloc_id, split_id, vendor_id, amount, fee in todo:
+        account = db.session.get(Vendor, vendor_id).stripe_account_id
+        db.session.commit()
+        if destination:  # what the vendor lost is its side of the reversal, net of the fee returned
+            lost = transfers.vendor_refund(made["transfer_reversal"], account)["balance_transaction"]
+            amount, fee = -int(lost["net"]), -int(lost["fee"])
+        transfer = stripe_gateway.create_transfer(
+            {"amount": amount, "currency": currency, "destination": account,
+             "transfer_group": f"order_{order_id}", "expand": ["balance_transaction"],
+             "metadata": {"order_id": order_id, "refund_id": refund_id, "allocation_id": alloc_id,
+                          "split_id": split_id}},
+            f"refund-retransfer-{alloc_id}")
+        vendor_payment = transfers.vendor_side(transfer)
+        lock_order(order_id)
+        alloc = db.session.get(RefundAllocation, alloc_id)
+        entries.record_transfer(transfer["balance_transaction"], vendor_id, split_id)
+        entries.record_vendor_payment(vendor_payment["balance_transaction"], vendor_id, account, split_id)
+        entries.record_platform_fee(alloc.split, fee, key=f"platform-fee-restore-{alloc_id}")
+        alloc.stripe_retransfer_id = transfer["id"]
+        audit.record("refund.vendor_retransferred", "refund", refund_id, amount=amount, currency=currency)
+        db.session.commit()
+    if not destination:  # the fee an unreversed allocation had returned is kept again too
+        lock_order(order_id)
+        for alloc in db.session.get(Refund, refund_id).allocations:
+            if not alloc.stripe_transfer_reversal_id:
+                entries.record_platform_fee(alloc.split, alloc.platform_fee_refunded,
+                                            key=f"platform-fee-restore-{alloc.id}")
+        db.session.commit()
+    return len(todo)
 
 
 def _local_refund(stripe_refund: dict) -> Refund | None:
@@ -260,7 +390,7 @@ def handle_refund_updated(refund: dict) -> str | None:
         db.session.rollback()
         return None
     if current["status"] in ("failed", "canceled"):
-        _fail(local.id, current.get("failure_reason") or current["status"], current.get("failure_balance_transaction"))
+        _fail(local.id, current.get("failure_reason") or current["status"], current)
     elif local.status == "pending" and current["status"] == "succeeded":
         lock_order(local.order_id)
         db.session.refresh(local)

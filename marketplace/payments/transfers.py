@@ -88,9 +88,11 @@ def record_reversal(split, reversal: dict, vendor_refund_obj: dict, account: str
 
 def handle_transfer_created(transfer: dict) -> bool:
     """A transfer of ours whose recording was interrupted is recorded now; True when it was."""
-    split_id = (transfer.get("metadata") or {}).get("split_id")
+    metadata = transfer.get("metadata") or {}
+    split_id = metadata.get("split_id")
     split = db.session.get(OrderSplit, split_id) if split_id else None
-    if split is None or split.stripe_transfer_id is not None or (transfer.get("metadata") or {}).get("dispute_id"):
+    # A dispute's or a failed refund's retransfer is recorded by the job that makes it.
+    if split is None or split.stripe_transfer_id is not None or metadata.get("dispute_id") or metadata.get("refund_id"):
         db.session.rollback()
         return False
     order_id = split.order_id

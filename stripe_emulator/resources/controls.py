@@ -9,6 +9,7 @@ from .accounts import onboard
 from .disputes import close_dispute
 from .payment_intents import authentication_failed, succeed
 from .payouts import advance_payouts
+from .refunds import FAILURE_REASONS, fail_refund
 
 
 @route("POST", "/_emulator/reset")
@@ -128,6 +129,18 @@ def close(ctx):
         if dispute is None or dispute["_kind"] != "dispute":
             raise not_found("dispute", ctx.args["did"])
         return emu.render(close_dispute(emu, dispute, outcome))
+
+
+@route("POST", "/_emulator/refunds/<rid>/fail")
+def fail(ctx):
+    """Make a refund fail after the fact, as a card network does (failure_reason optional)."""
+    reason = ctx.params.str("failure_reason", choices=FAILURE_REASONS) or "expired_or_canceled_card"
+    emu = ctx.emu
+    with emu.lock:
+        refund = emu.store.find(ctx.args["rid"])
+        if refund is None or refund["_kind"] != "refund":
+            raise not_found("refund", ctx.args["rid"])
+        return emu.render(fail_refund(emu, refund, reason))
 
 
 def _authenticate(ctx, outcome):

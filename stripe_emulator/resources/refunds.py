@@ -143,3 +143,30 @@ def list_charge_refunds(ctx):
     charge = ctx.emu.store.get("charge", ctx.args["cid"], ctx.account, "charge")
     return list_response(ctx, "refund", "/v1/charges/%s/refunds" % charge["id"],
                          lambda r: r["charge"] == charge["id"])
+
+
+FAILURE_REASONS = ("expired_or_canceled_card", "lost_or_stolen_card", "unknown")
+
+
+def fail_refund(emu, refund, reason):
+    """A refund the card network gave back (test card 4000000000005126): its amount returns
+    to the platform (`refund_failure`, available at once), the charge counts it as unrefunded,
+    and `refund.updated` and `refund.failed` are sent. A transfer reversal or application fee
+    refund it made stays: giving the vendor its money back is the platform's business.
+    """
+    if refund["status"] == "failed":
+        return refund
+    if refund["status"] not in ("succeeded", "pending"):
+        raise invalid("Only a succeeded or pending refund can fail.", "refund")
+    account = refund["_account"]
+    previous = {"status": refund["status"]}
+    bt = emu.add_bt(account, "refund_failure", refund["amount"], refund["currency"], refund["id"],
+                    "refund_failure", "REFUND FAILURE")
+    refund.update(status="failed", failure_reason=reason, failure_balance_transaction=bt["id"])
+    charge = emu.store.find(refund["charge"])
+    charge["amount_refunded"] -= refund["amount"]
+    charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+    emu.emit("refund.updated", refund, account=account, previous=previous)
+    emu.emit("refund.failed", refund, account=account)
+    emu.emit("charge.refund.updated", refund, account=account, previous=previous)
+    return refund

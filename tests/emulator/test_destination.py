@@ -138,3 +138,22 @@ def test_three_decimal_and_zero_decimal_fees(client, control):
     pi = pay(client, 10000, currency="kwd", expand=["latest_charge.balance_transaction"])
     # 2.9% of 10.000 KWD = 0.290 plus 0.300 fixed
     assert pi.latest_charge.balance_transaction.fee == 590
+
+
+def test_a_refund_failing_later_returns_its_amount_to_the_platform_only(client, control, vendor):
+    pi = pay(client, 1000, transfer_data={"destination": vendor}, application_fee_amount=123)
+    refund = client.v1.refunds.create(params={
+        "payment_intent": pi.id, "amount": 400, "reverse_transfer": True, "refund_application_fee": True})
+    vendor_before = balance(client, vendor)
+    failed = control.post(f"refunds/{refund.id}/fail", failure_reason="lost_or_stolen_card")
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "lost_or_stolen_card")
+    assert bts(client)[-1] == ("refund_failure", 400, 0, 400, "refund_failure", "re_")
+    assert balance(client, vendor) == vendor_before  # the reversal and the fee refund stay
+    refund = client.v1.refunds.retrieve(refund.id, params={"expand": ["failure_balance_transaction"]})
+    assert refund.status == "failed" and refund.failure_balance_transaction.amount == 400
+    assert client.v1.charges.retrieve(pi.latest_charge).amount_refunded == 0
+    assert {"refund.updated", "refund.failed", "charge.refund.updated"} <= set(event_types(client))
+    assert control.post(f"refunds/{refund.id}/fail")["status"] == "failed"  # once
+    assert [bt[0] for bt in bts(client)].count("refund_failure") == 1
+    check_balance_matches(client)
+    check_balance_matches(client, vendor)
