@@ -160,13 +160,16 @@ def complete_refund(refund_id: str) -> str:
         db.session.rollback()
         return refund.status if refund else "missing"
     payment = db.session.get(Payment, refund.payment_id)
-    params = _stripe_params(refund, payment)
+    params, existing = _stripe_params(refund, payment), refund.stripe_refund_id
     db.session.commit()  # no transaction stays open over the network calls
-    try:
-        made = stripe_gateway.create_refund(params, f"refund-{refund_id}")
-    except (stripe_gateway.StripeFailure, ValidationFailed) as error:
-        _fail(refund_id, error.message)
-        raise
+    if existing:  # made already: read back, never created again (its key expires after 24 h)
+        made = stripe_gateway.retrieve_refund(existing, expand=REFUND_EXPAND)
+    else:
+        try:
+            made = stripe_gateway.create_refund(params, f"refund-{refund_id}")
+        except (stripe_gateway.StripeFailure, ValidationFailed) as error:
+            _fail(refund_id, error.message)
+            raise
     _record(refund_id, made)
     if payment.charge_type == "separate_transfers":
         _reverse_transfers(refund_id)
@@ -176,9 +179,12 @@ def complete_refund(refund_id: str) -> str:
 
 
 def _finished(refund: Refund) -> bool:
-    return refund.stripe_refund_id is not None and all(
-        (a.stripe_transfer_reversal_id or a.reversal_amount <= 0)
-        and (a.stripe_shortfall_reversal_id or not _retransfers(a.split_id)) for a in refund.allocations)
+    if refund.stripe_refund_id is None:
+        return False
+    destination = db.session.get(Payment, refund.payment_id).charge_type == "destination"
+    return all((a.stripe_transfer_reversal_id or a.reversal_amount <= 0)
+               and (not destination or a.stripe_shortfall_reversal_id or not _retransfers(a.split_id))
+               for a in refund.allocations)
 
 
 def _retransfers(split_id: str) -> list[RefundAllocation]:

@@ -142,3 +142,29 @@ def test_a_refund_failing_before_its_reversals_takes_nothing_from_the_vendors(cl
     assert db.session.scalar(select(func.count()).select_from(RefundAllocation)
                              .where(RefundAllocation.stripe_transfer_reversal_id.is_not(None))) == 0
     assert_balances_match(emulator, order["id"])
+
+
+def test_completing_a_refund_already_made_reads_it_back_instead_of_creating_it(client, shopper, admin, emulator,
+                                                                              monkeypatch):
+    """Its idempotency key expires after 24 h: a late retry must never make a second refund."""
+    from marketplace import stripe_gateway
+
+    order, sellers = paid_order(client, shopper, emulator, [1000, 2000], vendors=2)
+    before = vendor_balances(emulator, sellers)
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/transfers/", mode="error", count=20)
+    try:
+        assert refund(client, admin, order["id"], 900).status_code >= 500
+    finally:
+        requests.delete(f"{emulator.url}/_emulator/faults", timeout=10)
+
+    def no_second_refund(*args, **kwargs):
+        raise AssertionError("the refund was created again")
+
+    monkeypatch.setattr(stripe_gateway, "create_refund", no_second_refund)
+    db.session.rollback()
+    row = db.session.scalar(select(Refund))
+    assert refunds.complete_refund(row.id) == "succeeded"
+    assert sum(before) - sum(vendor_balances(emulator, sellers)) == sum(a.reversal_amount for a in row.allocations)
+    charge = emu(emulator, "GET", f"/v1/refunds/{row.stripe_refund_id}")["charge"]
+    assert len(emu(emulator, "GET", "/v1/refunds", charge=charge)["data"]) == 1
+    assert_balances_match(emulator, order["id"])
