@@ -33,7 +33,7 @@ class EmulatorServer:
         """Shut the HTTP server and the webhook thread down."""
         self._httpd.shutdown()
         self._httpd.server_close()
-        self.emulator.webhooks.stop()
+        self.emulator.stop()
         if self._thread:
             self._thread.join(timeout=5)
 

@@ -34,7 +34,7 @@ def main(argv=None):
         pass
     finally:
         httpd.server_close()
-        app.emu.webhooks.stop()
+        app.emu.stop()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 import re
 from urllib.parse import parse_qsl
 
-from .errors import invalid, missing, unknown
+from .errors import StripeError, invalid, missing
 
 _KEY = re.compile(r"([^\[\]]+)|\[([^\[\]]*)\]")
 
@@ -60,12 +60,17 @@ class Params:
     def __init__(self, data):
         self.data = data if isinstance(data, dict) else {}
 
-    def check(self, *allowed):
-        """Reject any top-level parameter not in `allowed` (expand is always allowed)."""
-        ok = set(allowed) | {"expand"}
+    def check(self, *supported):
+        """Refuse a parameter Stripe takes here but the emulator does not model (`expand`
+        is always supported): a clear 400 rather than an effect silently missing. Names
+        Stripe does not take at all were already refused as `parameter_unknown`."""
+        ok = set(supported) | {"expand"}
         for key in self.data:
             if key not in ok:
-                raise unknown(key)
+                raise StripeError(
+                    "The Stripe emulator does not support the parameter %s on this "
+                    "endpoint (Stripe does)." % key, code="emulator_unsupported_parameter",
+                    param=key, saved=False)
         return self
 
     def has(self, key):

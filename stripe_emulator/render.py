@@ -13,15 +13,16 @@ def _balance_transaction(emu, obj, out):
 
 
 def _charge(emu, obj, out):
-    if out["transfer"] is None:
-        del out["transfer"]  # only destination charges have the field
-    out["refunds"] = sublist(emu, obj["_refunds"], "/v1/charges/%s/refunds" % obj["id"])
+    if not obj.get("transfer_data"):
+        out.pop("transfer", None)  # only destination charges have the field
 
 
-def _payment_intent(emu, obj, out):
-    latest = obj.get("latest_charge")
-    out["charges"] = sublist(emu, [latest] if latest else [],
-                             "/v1/charges?payment_intent=%s" % obj["id"])
+def includable(emu, node, field):
+    """A list Stripe shows only when expanded (`expand[]=refunds` on a charge)."""
+    obj = emu.store.find(node["id"])
+    if node.get("object") == "charge" and field == "refunds":
+        return sublist(emu, obj["_refunds"], "/v1/charges/%s/refunds" % obj["id"])
+    return None
 
 
 def _transfer(emu, obj, out):
@@ -42,7 +43,6 @@ def _account(emu, obj, out):
 RENDERERS = {
     "balance_transaction": _balance_transaction,
     "charge": _charge,
-    "payment_intent": _payment_intent,
     "transfer": _transfer,
     "application_fee": _application_fee,
     "account": _account,

@@ -1,16 +1,38 @@
 """The WSGI application: auth, parameters, faults, idempotency, routing, JSON answers."""
 import base64
 import json
+import re
 import time
 
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from . import forms
+from . import forms, reference, validation
 from .errors import StripeError, api_error
-from .routes import build_map, handler
+from .routes import build_map, endpoint_reference, handler
 from .state import Emulator, set_request_context
 from .store import new_id
+
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
+
+
+def check_version(requested):
+    """The API version this request is served at: the current one, whatever was asked.
+
+    No header means the account's default version, which is the current one here. A
+    malformed or unknown version is refused as Stripe refuses it; an older real version is
+    refused too, because the emulator serves only the current one (a deliberate difference).
+    """
+    current = reference.api_version()
+    if not requested or requested == current:
+        return current
+    if not _VERSION.match(requested) or requested.split(".")[0] > current.split(".")[0]:
+        raise StripeError("Invalid Stripe API version: %s" % requested, status=400,
+                          saved=False)
+    raise StripeError(
+        "This emulator serves only Stripe API version %s; %s is older. Send %s (the "
+        "version the stripe package sends by default)." % (current, requested, current),
+        code="api_version_unsupported", status=400, saved=False)
 
 
 class Context:
@@ -120,9 +142,6 @@ class App:
                 return result
             status, body = result if isinstance(result, tuple) else (200, result)
             return _json(status, body, headers)
-        version = request.headers.get("Stripe-Version")
-        if version:
-            headers["Stripe-Version"] = version
         key = _api_key(request)
         if not key or not key.startswith(("sk_test_", "rk_test_")):
             raise StripeError(
@@ -130,6 +149,12 @@ class App:
                 "You did not provide an API key. You need to provide your API key in the "
                 "Authorization header, using Bearer auth.",
                 type="authentication_error", status=401)
+        headers["Stripe-Version"] = check_version(request.headers.get("Stripe-Version"))
+        spec = endpoint_reference(endpoint)
+        validation.check_removed(path, params.data)
+        validation.check_params(spec["params"], params.data,
+                                limits=validation.limits_for(path))
+        validation.check_expand(params.list("expand"), spec["returns"])
         account = request.headers.get("Stripe-Account") or emu.platform_id
         idem = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         scope = None
@@ -176,6 +201,8 @@ class App:
                 ctx = Context(emu, params, account, args, request_id, request.host_url,
                               request.method, request.path, request)
                 result = handler(endpoint)(ctx)
+                if request.method == "POST":
+                    emu.after_change()
                 status, body = result if isinstance(result, tuple) else (200, result)
                 expand = params.list("expand")
                 if expand and isinstance(body, dict):

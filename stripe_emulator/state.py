@@ -1,14 +1,20 @@
 """The emulator's state: store, clock, balance transactions, events and rendering."""
 import threading
 
+from . import shapes
 from .clock import Clock
 from .faults import Faults
 from .idempotency import IdempotencyStore
+from .reference import api_version
+from .scheduler import Scheduler
 from .store import Store, new_id
 from .webhooks import Dispatcher
 
-API_VERSION = "2020-08-27"
+API_VERSION = api_version()
 DAY = 86400
+# Seconds between a capture and its balance transaction, transfer and application fee
+# (Stripe's asynchronous capture; its SLA is an hour, it is usually seconds).
+SETTLE_DELAY = 0.2
 
 _local = threading.local()
 
@@ -38,8 +44,11 @@ class Emulator:
 
     def __init__(self, available_after_days=2, webhook_url=None, webhook_secret=None,
                  webhook_attempts=5, webhook_backoff=0.05, timeout_fault_seconds=3.0,
-                 deliver_in_background=True):
+                 deliver_in_background=True, settle_delay=SETTLE_DELAY):
         self.lock = threading.RLock()
+        self.default_settle_delay = float(settle_delay)
+        self.scheduler = Scheduler(self.lock, background=deliver_in_background,
+                                   after=self.after_change)
         self.clock = Clock()
         self.available_after = int(available_after_days) * DAY
         self.timeout_fault_seconds = timeout_fault_seconds
@@ -61,12 +70,47 @@ class Emulator:
             self.platform_id = "acct_1EmulatorPlatform0000"
             self.idempotency.clear()
             self.faults.clear()
+            self.scheduler.clear()
             self.webhooks.clear()
             self.clock.reset()
+            # "async": balance transaction, transfer and fee appear after settle_delay,
+            # announced by charge.updated (Stripe's default); "sync": at capture.
+            self.capture_mode = "async"
+            self.settle_delay = self.default_settle_delay
+            # (customer, payment method) pairs set up for future (off-session) use
+            self._set_up = set()
+            # refunds waiting for funds or for the card network, oldest first
+            self.pending_refunds = []
+            # the platform account's own settings (the `platform` control)
+            self.platform_settings = {"debit_negative_balances": True}
 
     def now(self):
         """Emulator time in unix seconds."""
         return self.clock.now()
+
+    def set_up(self, customer, payment_method):
+        """Remember that a card was set up for future use (SetupIntent, setup_future_usage)."""
+        self._set_up.add((customer, payment_method))
+
+    def is_set_up(self, customer, payment_method):
+        """Whether the customer's card was set up (then off-session use skips 3-D Secure)."""
+        return customer is not None and (customer, payment_method) in self._set_up
+
+    def after_change(self):
+        """Follow-ups of any change of balances (the caller holds the lock): refunds waiting
+        for funds go through once the balance covers them."""
+        if self.pending_refunds:
+            from .resources.refunds import release_funded
+            release_funded(self)
+
+    def wait_idle(self, timeout=10.0):
+        """Block until no scheduled work waits and every webhook delivery is done."""
+        return self.scheduler.wait_idle(timeout) and self.webhooks.wait_idle(timeout)
+
+    def stop(self):
+        """Stop the background threads."""
+        self.scheduler.stop()
+        self.webhooks.stop()
 
     def new_id(self, prefix):
         """A fresh object id."""
@@ -81,7 +125,7 @@ class Emulator:
         hook = RENDERERS.get(obj.get("_kind"))
         if hook:
             hook(self, obj, out)
-        return out
+        return shapes.complete(out, out.get("object"))
 
     def expand(self, out, paths):
         """Replace ids by objects along each dotted expand path."""
@@ -98,6 +142,9 @@ class Emulator:
                 self._expand(item, rest)
             return
         value = node.get(key)
+        if value is None and key in shapes.INCLUDABLE.get(node.get("object"), ()):
+            from .render import includable
+            value = node[key] = includable(self, node, key)
         if isinstance(value, str):
             target = self.store.find(value)
             if target is None:

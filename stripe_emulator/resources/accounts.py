@@ -1,7 +1,13 @@
-"""Connected accounts, their bank accounts, account links and onboarding."""
+"""Connected accounts, their bank accounts, account links, login links and onboarding.
+
+The platform is a US account. Money can only reach a connected account in another region
+(US; Europe: the EEA, the UK and Switzerland; elsewhere each country is its own) by a
+destination charge with `on_behalf_of`, or by transfers to an account under the `recipient`
+service agreement; otherwise Stripe refuses with `transfers_not_allowed`.
+"""
 import copy
 
-from ..errors import StripeError
+from ..errors import StripeError, invalid
 from ..routes import route
 from .common import apply_metadata, currency, list_response, show
 
@@ -18,6 +24,27 @@ DUE = ["business_profile.mcc", "business_profile.url", "external_account",
        "individual.dob.day", "individual.first_name", "individual.last_name",
        "tos_acceptance.date", "tos_acceptance.ip"]
 CAPABILITIES = ("card_payments", "transfers")
+PLATFORM_COUNTRY = "US"
+_EUROPE = frozenset("AT BE BG CH CY CZ DE DK EE ES FI FR GB GR HR HU IE IS IT LI LT LU LV MT NL "
+                    "NO PL PT RO SE SI SK".split())
+
+
+def region(country):
+    """The settlement region of a country: US, EU (Europe incl. UK and CH), or itself."""
+    return "EU" if country in _EUROPE else country
+
+
+def _controller(kind):
+    if kind == "express":
+        return {"fees": {"payer": "application_express"}, "is_controller": True,
+                "losses": {"payments": "application"}, "requirement_collection": "stripe",
+                "stripe_dashboard": {"type": "express"}, "type": "application"}
+    if kind == "custom":
+        return {"fees": {"payer": "application_custom"}, "is_controller": True,
+                "losses": {"payments": "application"},
+                "requirement_collection": "application",
+                "stripe_dashboard": {"type": "none"}, "type": "application"}
+    return {"is_controller": False, "type": "account"}
 
 
 def _requirements(due):
@@ -120,8 +147,11 @@ def create_account(ctx):
                                                       "cvc_failure": False},
                                        "statement_descriptor_prefix": None},
                      "payments": {"statement_descriptor": None}},
-        "tos_acceptance": {"date": None, "ip": None, "user_agent": None},
-        "type": kind, "_external_accounts": [],
+        "tos_acceptance": {"date": None, "ip": None, "user_agent": None,
+                           "service_agreement": p.sub("tos_acceptance").str(
+                               "service_agreement", "full", choices=("full", "recipient"))},
+        "type": kind, "controller": _controller(kind), "_external_accounts": [],
+        "_requested_at": {},
     }
     bp = p.dict("business_profile")
     acct["business_profile"].update({k: v for k, v in bp.items()
@@ -129,7 +159,14 @@ def create_account(ctx):
     apply_metadata(acct, p)
     _capabilities(p, acct)
     if not acct["capabilities"]:
-        acct["capabilities"] = {"card_payments": "inactive", "transfers": "inactive"}
+        acct["capabilities"] = {"transfers": "inactive"} \
+            if acct["tos_acceptance"]["service_agreement"] == "recipient" \
+            else {"card_payments": "inactive", "transfers": "inactive"}
+    if acct["tos_acceptance"]["service_agreement"] == "recipient" and \
+            "card_payments" in acct["capabilities"]:
+        raise invalid("The card_payments capability cannot be requested for an account "
+                      "under the recipient service agreement.", "capabilities")
+    acct["_requested_at"] = {name: emu.now() for name in acct["capabilities"]}
     emu.store.add("account", emu.platform_id, acct)
     _external_account(emu, acct, p)
     return show(ctx, acct)
@@ -209,16 +246,70 @@ def delete_account(ctx):
 
 
 def onboard(emu, acct, bank_account_number=None):
-    """Finish onboarding: everything enabled, requirements cleared, account.updated sent."""
+    """Finish onboarding: everything enabled, requirements cleared; capability.updated for
+    each capability that became active, then account.updated."""
     before = copy.deepcopy({k: v for k, v in acct.items() if not k.startswith("_")})
-    acct.update(charges_enabled=True, payouts_enabled=True, details_submitted=True,
+    acct.update(charges_enabled="card_payments" in acct["capabilities"],
+                payouts_enabled=True, details_submitted=True,
                 requirements=_requirements([]))
+    changed = [name for name, status in acct["capabilities"].items() if status != "active"]
     acct["capabilities"] = {name: "active" for name in acct["capabilities"]}
     acct["tos_acceptance"].update(date=emu.now(), ip="127.0.0.1")
     if bank_account_number or not acct["_external_accounts"]:
         add_bank_account(emu, acct, bank_account_number)
+    for name in changed:
+        emu.emit("capability.updated", capability(emu, acct, name), account=acct["id"],
+                 previous={"status": "inactive"})
     account_updated(emu, acct, before)
     return acct
+
+
+def capability(emu, acct, name):
+    """The Capability object of one of the account's capabilities (not stored)."""
+    status = acct["capabilities"][name]
+    due = [] if status == "active" else list(DUE)
+    return {"id": name, "object": "capability", "account": acct["id"], "requested": True,
+            "requested_at": acct["_requested_at"].get(name, acct["created"]),
+            "requirements": _requirements(due), "future_requirements": _requirements([]),
+            "status": status}
+
+
+@route("POST", "/v1/accounts/<aid>/login_links")
+def create_login_link(ctx):
+    """POST /v1/accounts/{id}/login_links: a one-time Express Dashboard link."""
+    ctx.params.check()
+    acct = get_account(ctx, ctx.args["aid"])
+    if acct["type"] != "express":
+        raise invalid("Cannot create a login link for the account %s, which does not have "
+                      "access to the Express Dashboard." % acct["id"])
+    if not acct["details_submitted"]:
+        raise invalid("Cannot create a login link for the account %s, which has not "
+                      "completed onboarding." % acct["id"])
+    token = ctx.emu.new_id("ll")[3:]
+    return {"object": "login_link", "created": ctx.emu.now(),
+            "url": "%s_emulator/express/%s/%s" % (ctx.base_url, acct["id"], token)}
+
+
+def check_destination_region(emu, dest, on_behalf_of):
+    """A destination charge to another region needs `on_behalf_of` (the account settles)."""
+    acct = emu.store.find(dest)
+    if acct and on_behalf_of is None and region(acct["country"]) != region(PLATFORM_COUNTRY):
+        raise StripeError(
+            "Funds can't be sent to accounts located in %s because it's restricted outside "
+            "of your platform's region. Use on_behalf_of to have the charge settle in the "
+            "connected account's country." % acct["country"], code="transfers_not_allowed",
+            param="transfer_data[destination]")
+
+
+def check_transfer_region(emu, dest):
+    """A transfer to another region needs an account under the recipient service agreement."""
+    acct = emu.store.find(dest)
+    if acct and region(acct["country"]) != region(PLATFORM_COUNTRY) and \
+            acct["tos_acceptance"].get("service_agreement") != "recipient":
+        raise StripeError(
+            "Funds can't be sent to accounts located in %s because it's restricted outside "
+            "of your platform's region." % acct["country"], code="transfers_not_allowed",
+            param="destination")
 
 
 @route("POST", "/v1/account_links")

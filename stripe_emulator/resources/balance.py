@@ -4,15 +4,22 @@ from ..store import created_filter, paginate
 from .common import show
 
 
-@route("GET", "/v1/balance")
-def retrieve_balance(ctx):
-    """GET /v1/balance: sums of balance transactions by status and currency."""
-    sums = ctx.emu.balance(ctx.account) or {"usd": [0, 0]}
+def balance_object(emu, account):
+    """The Balance of an account: sums of its balance transactions by status and currency."""
+    sums = emu.balance(account) or {"usd": [0, 0]}
+
     def rows(i):
         return [{"amount": v[i], "currency": c, "source_types": {"card": v[i]}}
                 for c, v in sorted(sums.items())]
     return {"object": "balance", "available": rows(0), "pending": rows(1),
+            "connect_reserved": [{"amount": 0, "currency": c} for c in sorted(sums)],
             "livemode": False}
+
+
+@route("GET", "/v1/balance")
+def retrieve_balance(ctx):
+    """GET /v1/balance."""
+    return balance_object(ctx.emu, ctx.account)
 
 
 def _list(ctx, url):

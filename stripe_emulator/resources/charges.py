@@ -1,51 +1,34 @@
-"""Charges: creation on confirm, capture with its money movements, and the charge endpoints."""
+"""Charges: created by confirmations, captured, settled later, and the charge endpoints.
+
+Asynchronous capture (the default since API 2024-04-10, `capture_method=automatic_async`):
+the charge is captured at confirmation but its balance transaction, its destination
+transfer and its application fee only exist once it settles, a moment later; `charge.updated`
+announces them. Until then the API shows them as null, in responses and in the
+`charge.succeeded` and `payment_intent.succeeded` events alike. `capture_method=automatic`
+(or the `sync` capture control) settles at once, as before 2024.
+"""
 from .. import money
 from ..routes import route
+from .cards import CARDS, billing_details, card_details, decline_message
 from .common import list_response, show
-
-CARDS = {  # test payment method -> (behaviour, brand, last4)
-    "pm_card_visa": ("succeed", "visa", "4242"),
-    "pm_card_visa_debit": ("succeed", "visa", "5556"),
-    "pm_card_mastercard": ("succeed", "mastercard", "4444"),
-    "pm_card_amex": ("succeed", "amex", "8431"),
-    "pm_card_chargeDeclined": ("generic_decline", "visa", "0002"),
-    "pm_card_chargeDeclinedInsufficientFunds": ("insufficient_funds", "visa", "9995"),
-    "pm_card_authenticationRequired": ("authenticate", "visa", "3155"),
-    "pm_card_createDispute": ("dispute", "visa", "0259"),
-    "pm_card_bypassPending": ("bypass", "visa", "0077"),
-}
-DECLINE_MESSAGES = {"generic_decline": "Your card was declined.",
-                    "insufficient_funds": "Your card has insufficient funds."}
-
-
-def payment_method(emu, pm_id):
-    """A PaymentMethod object for a test payment method id."""
-    _, brand, last4 = CARDS[pm_id]
-    return {"id": pm_id, "object": "payment_method", "created": emu.now(),
-            "livemode": False, "type": "card", "customer": None, "metadata": {},
-            "billing_details": _billing(),
-            "card": {"brand": brand, "exp_month": 12, "exp_year": 2034, "funding": "credit",
-                     "last4": last4, "country": "US", "checks": None, "wallet": None,
-                     "networks": {"available": [brand], "preferred": None},
-                     "three_d_secure_usage": {"supported": True},
-                     "generated_from": None, "fingerprint": "emu" + last4}}
-
-
-def _billing():
-    return {"address": {"city": None, "country": None, "line1": None, "line2": None,
-                        "postal_code": None, "state": None},
-            "email": None, "name": None, "phone": None}
 
 
 def _outcome(ok, reason=None):
     if ok:
-        return {"network_status": "approved_by_network", "reason": None,
-                "risk_level": "normal", "risk_score": 32,
+        return {"advice_code": None, "network_advice_code": None,
+                "network_decline_code": None, "network_status": "approved_by_network",
+                "reason": None, "risk_level": "normal", "risk_score": 32,
                 "seller_message": "Payment complete.", "type": "authorized"}
-    return {"network_status": "declined_by_network", "reason": reason,
-            "risk_level": "normal", "risk_score": 40,
-            "seller_message": "The bank did not return any further details.",
-            "type": "issuer_declined"}
+    blocked = reason == "fraudulent"
+    return {"advice_code": "do_not_try_again" if blocked else None,
+            "network_advice_code": None, "network_decline_code": None,
+            "network_status": "not_sent_to_network" if blocked else "declined_by_network",
+            "reason": "highest_risk_level" if blocked else reason,
+            "risk_level": "highest" if blocked else "normal",
+            "risk_score": 95 if blocked else 40,
+            "seller_message": "Stripe blocked this payment as too risky." if blocked
+            else "The bank did not return any further details with this decline.",
+            "type": "blocked" if blocked else "issuer_declined"}
 
 
 def new_charge(emu, owner, amount, cur, **fields):
@@ -54,80 +37,123 @@ def new_charge(emu, owner, amount, cur, **fields):
         "id": emu.new_id(fields.pop("prefix", "ch")), "object": "charge", "amount": amount,
         "amount_captured": 0, "amount_refunded": 0, "application": None,
         "application_fee": None, "application_fee_amount": None,
-        "balance_transaction": None, "billing_details": _billing(),
+        "balance_transaction": None, "billing_details": billing_details(),
         "calculated_statement_descriptor": "EMULATOR", "captured": False,
         "created": emu.now(), "currency": cur, "customer": None, "description": None,
-        "destination": None, "dispute": None, "disputed": False, "failure_code": None,
+        "disputed": False, "failure_balance_transaction": None, "failure_code": None,
         "failure_message": None, "fraud_details": {}, "livemode": False, "metadata": {},
         "on_behalf_of": None, "outcome": _outcome(True), "paid": True,
         "payment_intent": None, "payment_method": None, "payment_method_details": None,
-        "receipt_email": None, "receipt_url": None, "refunded": False, "review": None,
+        "receipt_email": None, "receipt_number": None, "receipt_url": None,
+        "refunded": False, "review": None, "shipping": None, "source": None,
         "source_transfer": None, "statement_descriptor": None,
         "statement_descriptor_suffix": None, "status": "succeeded", "transfer": None,
         "transfer_data": None, "transfer_group": None, "_refunds": [],
-        "_available_on": None,
+        "_available_on": None, "_dispute": None, "_card": None,
     }
     charge.update(fields)
     return emu.store.add("charge", owner, charge)
 
 
-def card_charge(emu, pi, pm_id, ok=True, decline=None):
+def card_charge(emu, pi, pm_id, ok=True, decline=None, code="card_declined"):
     """The Charge of a PaymentIntent's confirmation (succeeded or failed)."""
-    pm = payment_method(emu, pm_id)
+    info = CARDS[pm_id]
+    details = card_details(info)
     fields = dict(
         payment_intent=pi["id"], payment_method=pm_id, description=pi["description"],
         metadata=dict(pi["metadata"]), on_behalf_of=pi["on_behalf_of"],
+        customer=pi.get("customer"),
         transfer_data=pi["transfer_data"] and dict(pi["transfer_data"]),
-        destination=(pi["transfer_data"] or {}).get("destination"),
         transfer_group=pi["transfer_group"], receipt_email=pi["receipt_email"],
-        application_fee_amount=pi["application_fee_amount"],
+        application_fee_amount=pi["application_fee_amount"], _card=pm_id,
         payment_method_details={"type": "card", "card": {
-            "brand": pm["card"]["brand"], "last4": pm["card"]["last4"], "exp_month": 12,
-            "exp_year": 2034, "funding": "credit", "country": "US", "network":
-            pm["card"]["brand"], "checks": {"address_line1_check": None,
-                                            "address_postal_code_check": None,
-                                            "cvc_check": "pass"},
-            "three_d_secure": None, "wallet": None, "installments": None,
-            "fingerprint": pm["card"]["fingerprint"]}},
+            "amount_authorized": pi["amount"] if ok else None,
+            "authorization_code": "123456" if ok else None,
+            "brand": info.brand, "checks": details["checks"], "country": info.country,
+            "exp_month": details["exp_month"], "exp_year": details["exp_year"],
+            "extended_authorization": {"status": "disabled"},
+            "fingerprint": details["fingerprint"], "funding": info.funding,
+            "incremental_authorization": {"status": "unavailable"},
+            "installments": None, "last4": details["last4"], "mandate": None,
+            "multicapture": {"status": "unavailable"}, "network": info.brand,
+            "network_token": {"used": False}, "network_transaction_id": None,
+            "overcapture": {"maximum_amount_capturable": pi["amount"],
+                            "status": "unavailable"},
+            "regulated_status": "unregulated", "three_d_secure": None, "wallet": None}},
         receipt_url="https://pay.stripe.com/receipts/emulator/%s" % pi["id"])
     if not ok:
         fields.update(status="failed", paid=False, outcome=_outcome(False, decline),
-                      failure_code="card_declined",
-                      failure_message=DECLINE_MESSAGES.get(decline, "Declined"))
+                      failure_code=code, failure_message=decline_message(info, decline))
     return new_charge(emu, pi["_account"], pi["amount"], pi["currency"], **fields)
 
 
-def capture(emu, charge, amount, bypass_pending=False):
-    """Capture `amount`: processing fee, then the destination transfer and application fee."""
-    from .transfers import make_transfer, make_application_fee
-    platform = emu.platform_id
-    owner = charge["_account"]
-    cur = charge["currency"]
+def capture(emu, charge, amount, synchronous=False):
+    """Capture `amount`: the charge is captured now; its money moves when it settles.
+
+    The application fee is capped at the captured amount. With asynchronous capture the
+    settlement (balance transaction, transfer, application fee, `charge.updated`) is
+    scheduled a moment later; synchronously it happens before the capture is announced.
+    """
+    info = CARDS.get(charge["_card"])
     now = emu.now()
-    available_on = now if bypass_pending else now + emu.available_after
-    charge.update(captured=True, amount_captured=amount, _available_on=available_on,
+    bypass = bool(info and info.bypass)
+    charge.update(captured=True, amount_captured=amount,
+                  _available_on=now if bypass else now + emu.available_after,
                   amount_refunded=charge["amount"] - amount)
+    if charge["application_fee_amount"] is not None:
+        charge["application_fee_amount"] = min(charge["application_fee_amount"], amount)
+    if synchronous or emu.capture_mode == "sync":
+        settle(emu, charge, announce=False)
+    else:
+        emu.scheduler.add(("settle", charge["id"]), emu.settle_delay,
+                          lambda: settle(emu, charge))
+    emu.emit("charge.captured" if charge.get("_manual") else "charge.succeeded", charge,
+             account=charge["_account"])
+
+
+def ensure_settled(emu, charge):
+    """Settle a captured charge now if it is still waiting (a request needs its money)."""
+    emu.scheduler.run(("settle", charge["id"]))
+
+
+def settle(emu, charge, announce=True):
+    """The captured charge's balance transaction, destination transfer and application fee."""
+    from .disputes import open_dispute
+    from .transfers import make_application_fee, make_transfer
+    if charge["balance_transaction"] is not None or not charge["captured"]:
+        return
+    owner, cur = charge["_account"], charge["currency"]
+    amount = charge["amount_captured"]
     fee_amount = charge["application_fee_amount"] or 0
     details = [{"amount": money.processing_fee(amount, cur),
                 "description": "Stripe processing fees", "type": "stripe_fee"}]
-    direct = owner != platform
+    direct = owner != emu.platform_id
     if direct and fee_amount:
         details.append({"amount": fee_amount, "description": "Application fee",
                         "type": "application_fee"})
     bt = emu.add_bt(owner, "charge", amount, cur, charge["id"], "charge",
-                    charge["description"], details, available_on)
+                    charge["description"], details, charge["_available_on"])
+    previous = {"balance_transaction": None}
     charge["balance_transaction"] = bt["id"]
     dest = (charge["transfer_data"] or {}).get("destination")
     if direct and fee_amount:
         make_application_fee(emu, owner, charge, charge, fee_amount)
+        previous["application_fee"] = None
     elif dest:
         sent = charge["transfer_data"].get("amount") or amount
         transfer = make_transfer(emu, dest, sent, cur, source_charge=charge,
                                  transfer_group=charge["transfer_group"],
                                  app_fee=fee_amount)
         charge["transfer"] = transfer["id"]
-    emu.emit("charge.captured" if charge.get("_manual") else "charge.succeeded", charge,
-             account=owner)
+        previous["transfer"] = None
+        if fee_amount:
+            previous["application_fee"] = None
+    if announce:
+        emu.emit("charge.updated", charge, account=owner, previous=previous)
+    info = CARDS.get(charge["_card"])
+    if info and info.dispute:  # the cardholder disputes it a moment later
+        emu.scheduler.add(("dispute", charge["id"]), 0,
+                          lambda: open_dispute(emu, charge, info.dispute))
 
 
 @route("GET", "/v1/charges/<cid>")
@@ -141,16 +167,18 @@ def list_charges(ctx):
     """GET /v1/charges with payment_intent / transfer_group / customer filters."""
     p = ctx.params
     pi, group = p.str("payment_intent"), p.str("transfer_group")
+    customer = p.str("customer")
     return list_response(
         ctx, "charge", "/v1/charges",
         lambda c: (pi is None or c["payment_intent"] == pi)
-        and (group is None or c["transfer_group"] == group),
+        and (group is None or c["transfer_group"] == group)
+        and (customer is None or c["customer"] == customer),
         extra=("payment_intent", "transfer_group", "customer"))
 
 
 @route("POST", "/v1/charges/<cid>")
 def update_charge(ctx):
-    """POST /v1/charges/{id}: metadata, description, transfer_group."""
+    """POST /v1/charges/{id}: metadata, description, transfer_group, receipt_email."""
     from .common import apply_metadata
     p = ctx.params.check("metadata", "description", "transfer_group", "receipt_email",
                          "fraud_details", "shipping")

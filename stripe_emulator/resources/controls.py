@@ -7,7 +7,7 @@ from ..routes import route
 from ..webhooks import MODES as WEBHOOK_MODES
 from .accounts import onboard
 from .disputes import close_dispute
-from .payment_intents import authentication_failed, succeed
+from .payment_intents import authenticated, authentication_failed
 from .payouts import advance_payouts
 from .refunds import FAILURE_REASONS, fail_refund
 
@@ -58,10 +58,66 @@ def get_clock(ctx):
 def advance_clock(ctx):
     """Move the clock on; payouts progress and their events are sent."""
     seconds = ctx.params.int("seconds", required=True, minimum=0)
-    with ctx.emu.lock:
-        now = ctx.emu.clock.advance(seconds)
-        advance_payouts(ctx.emu)
+    emu = ctx.emu
+    with emu.lock:
+        before = emu.now()
+        now = emu.clock.advance(seconds)
+        advance_payouts(emu)
+        announce_available(emu, before, now)
+        emu.after_change()
     return {"now": now}
+
+
+def announce_available(emu, before, now):
+    """`balance.available` for each account whose pending funds became available."""
+    from .balance import balance_object
+    accounts = set()
+    for (kind, account), items in list(emu.store.lists.items()):
+        if kind != "balance_transaction":
+            continue
+        if any(before < bt["available_on"] <= now and bt["net"] > 0 for bt in items):
+            accounts.add(account)
+    for account in sorted(accounts):
+        emu.emit("balance.available", balance_object(emu, account), account=account)
+
+
+@route("POST", "/_emulator/capture")
+def capture_mode(ctx):
+    """How captures settle from now on: `async` (Stripe's default: balance transaction,
+    transfer and application fee `delay_seconds` later, with charge.updated) or `sync`."""
+    p = ctx.params
+    emu = ctx.emu
+    with emu.lock:
+        if p.has("mode"):
+            emu.capture_mode = p.str("mode", choices=("async", "sync"))
+        if p.has("delay_seconds"):
+            emu.settle_delay = max(0.0, float(p.raw("delay_seconds")))
+    return {"mode": emu.capture_mode, "delay_seconds": emu.settle_delay}
+
+
+@route("POST", "/_emulator/platform")
+def platform_settings(ctx):
+    """The platform account's settings: `debit_negative_balances` (default true: Stripe may
+    debit its bank account, so refunds never wait for funds; false: a refund its balance
+    cannot cover stays pending until it can)."""
+    emu = ctx.emu
+    with emu.lock:
+        if ctx.params.has("debit_negative_balances"):
+            emu.platform_settings["debit_negative_balances"] = ctx.params.bool(
+                "debit_negative_balances")
+        emu.after_change()
+        return dict(emu.platform_settings)
+
+
+@route("POST", "/_emulator/settle")
+def settle_now(ctx):
+    """Run every asynchronous step still waiting now: charges settling, refunds the card
+    network answers, disputes opening or closing."""
+    emu = ctx.emu
+    ran = emu.scheduler.flush()
+    with emu.lock:
+        emu.after_change()
+    return {"ran": ran}
 
 
 @route("POST", "/_emulator/faults")
@@ -115,7 +171,7 @@ def flush_webhooks(ctx):
 def wait_webhooks(ctx):
     """Block until background delivery is idle (or `timeout` seconds pass)."""
     timeout = float(ctx.params.raw("timeout") or 10)
-    idle = ctx.emu.webhooks.wait_idle(min(timeout, 60.0))
+    idle = ctx.emu.wait_idle(min(timeout, 60.0))
     return dict(ctx.emu.webhooks.status(), idle=idle)
 
 
@@ -152,9 +208,10 @@ def _authenticate(ctx, outcome):
         raise StripeError("PaymentIntent %s does not require action (status %s)."
                           % (pi["id"], pi["status"]), code="payment_intent_unexpected_state")
     if outcome == "succeed":
-        succeed(emu, pi, pi["payment_method"])
+        authenticated(emu, pi)
     else:
         authentication_failed(emu, pi)
+    emu.after_change()
     return pi
 
 

@@ -1,4 +1,15 @@
-"""Disputes: opened by pm_card_createDispute, updated with evidence, closed by a control."""
+"""Disputes: opened by the createDispute test cards, countered with evidence, closed.
+
+The platform (owner of the charge) is debited the amount and the dispute fee at once
+(`adjustment`, category `dispute`); an inquiry (`pm_card_createDisputeInquiry`) withdraws
+nothing. Countering a dispute (submitting evidence) costs the dispute countered fee (a
+`stripe_fee` balance transaction, category `fee`). Won: the amount comes back
+(`dispute_reversal`) and so does the countered fee; the dispute fee itself is not returned
+(Stripe's policy since June 2025). Both fee transactions are listed in the dispute's
+`balance_transactions` beside the withdrawal and reinstatement. Evidence
+`uncategorized_text` of `winning_evidence` or `losing_evidence` closes it a moment later, as
+in Stripe's test mode; the `close` control closes it at once.
+"""
 from .. import money
 from ..errors import invalid
 from ..routes import route
@@ -15,45 +26,82 @@ EVIDENCE_FIELDS = (
     "shipping_tracking_number", "uncategorized_file", "uncategorized_text")
 
 
-def open_dispute(emu, charge):
-    """A fraudulent dispute on a succeeded charge; the platform is debited amount + fee."""
+def open_dispute(emu, charge, reason="fraudulent"):
+    """A dispute on a settled charge; the platform is debited amount + fee (not for an inquiry)."""
     now = emu.now()
     owner, cur = charge["_account"], charge["currency"]
+    inquiry = reason == "inquiry"
+    details = charge["payment_method_details"] or {}
+    card = details.get("card") or {}
     dispute = {
         "id": emu.new_id("dp"), "object": "dispute", "amount": charge["amount"],
         "balance_transactions": [], "charge": charge["id"], "created": now,
-        "currency": cur, "evidence": {k: None for k in EVIDENCE_FIELDS},
-        "evidence_details": {"due_by": now + 7 * 86400, "has_evidence": False,
-                             "past_due": False, "submission_count": 0},
-        "is_charge_refundable": False, "livemode": False, "metadata": {},
-        "payment_intent": charge["payment_intent"], "reason": "fraudulent",
-        "status": "needs_response", "_bts": [],
+        "currency": cur, "enhanced_eligibility_types": [],
+        "evidence": dict({k: None for k in EVIDENCE_FIELDS}, enhanced_evidence={}),
+        "evidence_details": {"due_by": now + 7 * 86400, "enhanced_eligibility": {},
+                             "has_evidence": False, "past_due": False,
+                             "submission_count": 0},
+        "is_charge_refundable": inquiry, "livemode": False, "metadata": {},
+        "payment_intent": charge["payment_intent"],
+        "payment_method_details": {"card": {"brand": card.get("brand"),
+                                            "case_type": "inquiry" if inquiry else "chargeback",
+                                            "network_reason_code": "10.4",
+                                            "network": card.get("network")},
+                                   "type": "card"},
+        "reason": "general" if inquiry else reason,
+        "status": "warning_needs_response" if inquiry else "needs_response", "_bts": [],
+        "_countered": False,
     }
     emu.store.add("dispute", owner, dispute)
-    bt = emu.add_bt(owner, "adjustment", -charge["amount"], cur, dispute["id"], "dispute",
-                    "Chargeback withdrawal for %s" % charge["id"],
-                    [{"amount": money.dispute_fee(cur), "description": "Dispute fee",
-                      "type": "stripe_fee"}])
-    dispute["_bts"].append(bt["id"])
-    charge.update(disputed=True, dispute=dispute["id"])
+    charge.update(disputed=True, _dispute=dispute["id"])
     emu.emit("charge.dispute.created", dispute, account=owner)
-    emu.emit("charge.dispute.funds_withdrawn", dispute, account=owner)
+    if not inquiry:
+        bt = emu.add_bt(owner, "adjustment", -charge["amount"], cur, dispute["id"], "dispute",
+                        "Chargeback withdrawal for %s" % charge["id"],
+                        [{"amount": money.dispute_fee(cur), "description": "Dispute fee",
+                          "type": "stripe_fee"}])
+        dispute["_bts"].append(bt["id"])
+        emu.emit("charge.dispute.funds_withdrawn", dispute, account=owner)
     return dispute
 
 
+def _counter(emu, dispute):
+    """Evidence submitted for the first time: the dispute countered fee is charged."""
+    if dispute["_countered"] or dispute["status"].startswith("warning"):
+        return
+    dispute["_countered"] = True
+    bt = emu.add_bt(dispute["_account"], "stripe_fee", -money.dispute_fee(dispute["currency"]),
+                    dispute["currency"], dispute["id"], "fee",
+                    "Dispute countered fee for %s" % dispute["id"])
+    dispute["_bts"].append(bt["id"])
+
+
+CLOSED = ("won", "lost", "warning_closed", "prevented")
+
+
 def close_dispute(emu, dispute, outcome):
-    """Close as won (funds reinstated) or lost."""
-    if dispute["status"] in ("won", "lost"):
+    """Close as won (amount and countered fee reinstated) or lost; an inquiry just closes."""
+    if dispute["status"] in CLOSED:
         raise invalid("This dispute is already closed.")
     previous = {"status": dispute["status"]}
     owner = dispute["_account"]
+    if dispute["status"].startswith("warning"):
+        dispute.update(status="warning_closed", is_charge_refundable=True)
+        emu.emit("charge.dispute.closed", dispute, account=owner, previous=previous)
+        return dispute
     dispute["status"] = outcome
-    emu.emit("charge.dispute.closed", dispute, account=owner, previous=previous)
     if outcome == "won":
         bt = emu.add_bt(owner, "adjustment", dispute["amount"], dispute["currency"],
                         dispute["id"], "dispute_reversal",
                         "Chargeback reversal for %s" % dispute["charge"])
         dispute["_bts"].append(bt["id"])
+        if dispute["_countered"]:
+            bt = emu.add_bt(owner, "stripe_fee", money.dispute_fee(dispute["currency"]),
+                            dispute["currency"], dispute["id"], "fee",
+                            "Dispute countered fee refund for %s" % dispute["id"])
+            dispute["_bts"].append(bt["id"])
+    emu.emit("charge.dispute.closed", dispute, account=owner, previous=previous)
+    if outcome == "won":
         emu.emit("charge.dispute.funds_reinstated", dispute, account=owner)
     return dispute
 
@@ -88,7 +136,7 @@ def update_dispute(ctx):
     """POST /v1/disputes/{id}: evidence and metadata; submit=true puts it under review."""
     p = ctx.params.check("evidence", "metadata", "submit")
     dispute = _get(ctx)
-    if dispute["status"] in ("won", "lost"):
+    if dispute["status"] in CLOSED:
         raise invalid("This dispute is already closed.")
     previous = {}
     evidence = p.dict("evidence")
@@ -103,12 +151,21 @@ def update_dispute(ctx):
     before = apply_metadata(dispute, p)
     if before is not None:
         previous["metadata"] = before
+    emu = ctx.emu
     if p.bool("submit", True) and evidence:
         previous["status"] = dispute["status"]
-        dispute["status"] = "under_review"
+        dispute["status"] = "warning_under_review" if dispute["status"].startswith(
+            "warning") else "under_review"
         dispute["evidence_details"]["submission_count"] += 1
-    ctx.emu.emit("charge.dispute.updated", dispute, account=ctx.account,
-                 previous=previous or None)
+        _counter(emu, dispute)
+        text = dispute["evidence"].get("uncategorized_text")
+        if text in ("winning_evidence", "losing_evidence"):
+            outcome = "won" if text == "winning_evidence" else "lost"
+            emu.scheduler.add(("dispute", dispute["id"]), emu.settle_delay,
+                              lambda: close_dispute(emu, dispute, outcome)
+                              if dispute["status"] not in CLOSED else None)
+    emu.emit("charge.dispute.updated", dispute, account=ctx.account,
+             previous=previous or None)
     return show(ctx, dispute)
 
 

@@ -65,13 +65,6 @@ def create_fee_refund(ctx):
     return show(ctx, refund_fee(ctx.emu, fee, amount, metadata=p.metadata() or {}))
 
 
-@route("POST", "/v1/application_fees/<fid>/refund")
-def create_fee_refund_legacy(ctx):
-    """POST /v1/application_fees/{id}/refund (older form; returns the fee)."""
-    create_fee_refund(ctx)
-    return show(ctx, _fee(ctx))
-
-
 @route("GET", "/v1/application_fees/<fid>/refunds")
 def list_fee_refunds(ctx):
     """GET /v1/application_fees/{id}/refunds."""

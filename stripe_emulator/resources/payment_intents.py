@@ -1,29 +1,45 @@
-"""PaymentIntents: create, confirm (test cards), 3-D Secure, capture, cancel, update, list."""
+"""PaymentIntents: create, confirm (test cards), 3-D Secure, capture, cancel, update, list, search.
+
+As the current API does: automatic payment methods are on by default (confirming then needs
+a `return_url` unless redirects are off or the payment is off-session); the default capture
+method is `automatic_async`; `payment_method_types` is no longer accepted. 3-D Secure is
+completed by the customer only (the `authenticate` control or the `next_action` URL):
+confirming again starts a new attempt that needs authentication again. Off-session (or
+`error_on_requires_action`) payments with a card that needs authentication fail with
+`authentication_required`, back to `requires_payment_method`.
+"""
 from ..errors import StripeError, invalid
 from ..routes import route
 from .accounts import require_transfers
-from .charges import CARDS, DECLINE_MESSAGES, capture, card_charge, payment_method
+from .cards import CARDS, card, decline_message, payment_method
+from .charges import capture, card_charge
 from .common import apply_metadata, check_amount, currency, list_response, show
+from .search import search_response
 
-CREATE_PARAMS = ("amount", "currency", "payment_method", "payment_method_types", "confirm",
-                 "capture_method", "confirmation_method", "transfer_data",
-                 "application_fee_amount", "on_behalf_of", "transfer_group", "metadata",
-                 "description", "receipt_email", "statement_descriptor",
-                 "statement_descriptor_suffix", "customer", "return_url",
-                 "automatic_payment_methods", "setup_future_usage", "off_session",
-                 "error_on_requires_action", "payment_method_options", "use_stripe_sdk",
-                 "shipping", "mandate_data", "payment_method_data")
+CREATE_PARAMS = ("amount", "currency", "payment_method", "confirm", "capture_method",
+                 "confirmation_method", "transfer_data", "application_fee_amount",
+                 "on_behalf_of", "transfer_group", "metadata", "description",
+                 "receipt_email", "statement_descriptor", "statement_descriptor_suffix",
+                 "customer", "return_url", "automatic_payment_methods", "setup_future_usage",
+                 "off_session", "error_on_requires_action", "payment_method_options",
+                 "use_stripe_sdk", "shipping")
 CONFIRM_PARAMS = ("payment_method", "return_url", "off_session", "error_on_requires_action",
-                  "payment_method_options", "mandate_data", "use_stripe_sdk",
-                  "receipt_email", "setup_future_usage", "shipping", "capture_method",
-                  "payment_method_types", "payment_method_data")
-UPDATE_PARAMS = ("amount", "currency", "payment_method", "payment_method_types",
-                 "metadata", "description", "receipt_email", "transfer_data",
-                 "application_fee_amount", "transfer_group", "statement_descriptor",
-                 "statement_descriptor_suffix", "customer", "setup_future_usage",
-                 "shipping", "capture_method", "payment_method_options")
+                  "payment_method_options", "use_stripe_sdk", "receipt_email",
+                  "setup_future_usage", "shipping", "capture_method")
+UPDATE_PARAMS = ("amount", "currency", "payment_method", "metadata", "description",
+                 "receipt_email", "transfer_data", "application_fee_amount", "transfer_group",
+                 "statement_descriptor", "statement_descriptor_suffix", "customer",
+                 "setup_future_usage", "shipping", "capture_method", "payment_method_options")
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation", "requires_action")
 CANCELABLE = CONFIRMABLE + ("requires_capture", "processing")
+CAPTURE_METHODS = ("automatic", "automatic_async", "manual")
+RETURN_URL_NEEDED = (
+    "This PaymentIntent is configured to accept payment methods enabled in your Dashboard. "
+    "Because some of these payment methods might redirect your customer off of your page, "
+    "you must provide a `return_url`. If you don't want to accept redirect-based payment "
+    "methods, set `automatic_payment_methods[enabled]` to `true` and "
+    "`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents "
+    "and Payment Intents.")
 
 
 def _money_terms(ctx, p, pi):
@@ -65,10 +81,18 @@ def _money_terms(ctx, p, pi):
 
 def _payment_method(p, key="payment_method"):
     pm = p.str(key)
-    if pm is not None and pm not in CARDS:
-        raise StripeError("No such PaymentMethod: '%s'" % pm, code="resource_missing",
-                          param=key, status=400)
+    if pm is not None:
+        card(pm, key)
     return pm
+
+
+def _automatic_payment_methods(p):
+    if not p.has("automatic_payment_methods"):
+        return {"allow_redirects": "always", "enabled": True}
+    apm = p.sub("automatic_payment_methods")
+    return {"enabled": apm.bool("enabled"),
+            "allow_redirects": apm.str("allow_redirects", "always",
+                                       choices=("always", "never"))}
 
 
 @route("POST", "/v1/payment_intents")
@@ -81,33 +105,40 @@ def create_payment_intent(ctx):
     if p.has("on_behalf_of"):
         emu.store.get("account", p.str("on_behalf_of"), emu.platform_id, "account",
                       "on_behalf_of")
-    capture_method = p.str("capture_method", "automatic",
-                           choices=("automatic", "manual", "automatic_async"))
+    if transfer_data:
+        from .accounts import check_destination_region
+        check_destination_region(emu, transfer_data["destination"], p.str("on_behalf_of"))
     pid = emu.new_id("pi")
     pi = {
         "id": pid, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
-        "amount_received": 0, "application": None, "application_fee_amount": fee,
-        "automatic_payment_methods": None, "canceled_at": None,
+        "amount_details": {"tip": {}}, "amount_received": 0, "application": None,
+        "application_fee_amount": fee,
+        "automatic_payment_methods": _automatic_payment_methods(p), "canceled_at": None,
         "cancellation_reason": None,
-        "capture_method": "automatic" if capture_method == "automatic_async"
-        else capture_method,
+        "capture_method": p.str("capture_method", "automatic_async", choices=CAPTURE_METHODS),
         "client_secret": "%s_secret_%s" % (pid, emu.new_id("s")[2:]),
         "confirmation_method": p.str("confirmation_method", "automatic",
                                      choices=("automatic", "manual")),
         "created": emu.now(), "currency": cur, "customer": p.str("customer"),
-        "description": p.str("description"), "invoice": None, "last_payment_error": None,
+        "customer_account": None, "description": p.str("description"),
+        "excluded_payment_method_types": None, "last_payment_error": None,
         "latest_charge": None, "livemode": False, "metadata": {}, "next_action": None,
         "on_behalf_of": p.str("on_behalf_of"), "payment_method": pm,
-        "payment_method_options": {"card": {"installments": None, "network": None,
+        "payment_method_configuration_details": None,
+        "payment_method_options": {"card": {"installments": None, "mandate_options": None,
+                                            "network": None,
                                             "request_three_d_secure": "automatic"}},
-        "payment_method_types": p.list("payment_method_types") or ["card"],
-        "processing": None, "receipt_email": p.str("receipt_email"), "review": None,
+        "payment_method_types": ["card"], "processing": None,
+        "receipt_email": p.str("receipt_email"), "review": None,
         "setup_future_usage": p.str("setup_future_usage"), "shipping": None,
-        "statement_descriptor": p.str("statement_descriptor"),
+        "source": None, "statement_descriptor": p.str("statement_descriptor"),
         "statement_descriptor_suffix": p.str("statement_descriptor_suffix"),
         "status": "requires_confirmation" if pm else "requires_payment_method",
         "transfer_data": transfer_data, "transfer_group": p.str("transfer_group"),
     }
+    if pi["automatic_payment_methods"]["enabled"]:
+        pi["payment_method_configuration_details"] = {"id": "pmc_emulator_default",
+                                                      "parent": None}
     apply_metadata(pi, p)
     emu.store.add("payment_intent", ctx.account, pi)
     emu.emit("payment_intent.created", pi, account=ctx.account)
@@ -116,7 +147,7 @@ def create_payment_intent(ctx):
             raise StripeError("You cannot confirm this PaymentIntent because it's missing a "
                               "payment method.", code="payment_intent_unexpected_state",
                               param="payment_method", extra={"payment_intent": show(ctx, pi)})
-        _confirm(ctx, pi, pm, p.str("return_url"))
+        _confirm(ctx, pi, pm, p)
     return show(ctx, pi)
 
 
@@ -132,20 +163,45 @@ def _unexpected(ctx, pi, action):
         extra={"payment_intent": show(ctx, pi)})
 
 
-def _confirm(ctx, pi, pm, return_url=None):
-    """Run a confirmation with test payment method `pm`."""
+def _off_session(p):
+    value = p.raw("off_session")
+    return value not in (None, "", "false", False)
+
+
+def _confirm(ctx, pi, pm, p):
+    """Run one confirmation attempt of `pi` with test payment method `pm`."""
     emu = ctx.emu
+    off_session = _off_session(p)
+    return_url = p.str("return_url")
+    apm = pi["automatic_payment_methods"] or {}
+    if apm.get("enabled") and apm.get("allow_redirects") != "never" and not return_url \
+            and not off_session:
+        raise invalid(RETURN_URL_NEEDED, "return_url")
+    if p.has("capture_method"):
+        pi["capture_method"] = p.str("capture_method", choices=CAPTURE_METHODS)
+    if p.has("setup_future_usage"):
+        pi["setup_future_usage"] = p.str("setup_future_usage")
     pi["payment_method"] = pm
-    behaviour = CARDS[pm][0]
-    if behaviour == "authenticate" and pi["status"] != "requires_action":
-        pi["status"] = "requires_action"
-        pi["_return_url"] = return_url
-        pi["next_action"] = _next_action(ctx, pi, return_url)
+    info = CARDS[pm]
+    if info.behaviour == "authenticate" and _needs_authentication(emu, pi, info, off_session):
+        if off_session or p.bool("error_on_requires_action", False):
+            _decline(ctx, pi, pm, "authentication_required", code="authentication_required")
+        pi.update(status="requires_action", _return_url=return_url,
+                  next_action=_next_action(ctx, pi, return_url))
         emu.emit("payment_intent.requires_action", pi, account=ctx.account)
         return
-    if behaviour in DECLINE_MESSAGES:
-        _decline(ctx, pi, pm, behaviour)
+    if info.behaviour == "decline":
+        _decline(ctx, pi, pm, info.decline_code, code=info.code)
     succeed(emu, pi, pm)
+
+
+def _needs_authentication(emu, pi, info, off_session):
+    """Whether this attempt needs 3-D Secure (how the card behaves, whether it was set up)."""
+    if info.when == "always":
+        return True
+    if info.when == "on_session":
+        return not off_session
+    return not emu.is_set_up(pi.get("customer"), pi["payment_method"])
 
 
 def _next_action(ctx, pi, return_url):
@@ -158,42 +214,64 @@ def _next_action(ctx, pi, return_url):
                                "source": "src_" + pi["id"][3:]}}
 
 
-def _decline(ctx, pi, pm, decline_code):
+def _decline(ctx, pi, pm, decline_code, code="card_declined"):
+    """A failed attempt: a failed charge, the PaymentIntent payable again, a 402."""
     emu = ctx.emu
-    charge = card_charge(emu, pi, pm, ok=False, decline=decline_code)
-    message = DECLINE_MESSAGES[decline_code]
+    info = CARDS[pm]
+    charge = card_charge(emu, pi, pm, ok=False, decline=decline_code, code=code)
+    message = decline_message(info, decline_code or code)
+    error = {"type": "card_error", "code": code, "message": message,
+             "charge": charge["id"], "doc_url": "https://docs.stripe.com/error-codes/"
+             + code.replace("_", "-"), "payment_method": payment_method(emu, pm)}
+    if decline_code:
+        error["decline_code"] = decline_code
     pi.update(status="requires_payment_method", latest_charge=charge["id"],
-              next_action=None, payment_method=None,
-              last_payment_error={"type": "card_error", "code": "card_declined",
-                                  "decline_code": decline_code, "message": message,
-                                  "charge": charge["id"],
-                                  "doc_url": "https://stripe.com/docs/error-codes/card-declined",
-                                  "payment_method": payment_method(emu, pm)})
+              next_action=None, payment_method=None, last_payment_error=error)
     emu.emit("charge.failed", charge, account=ctx.account)
     emu.emit("payment_intent.payment_failed", pi, account=ctx.account)
-    raise StripeError(message, type="card_error", code="card_declined", status=402,
+    raise StripeError(message, type="card_error", code=code, status=402,
                       decline_code=decline_code, headers={"Stripe-Should-Retry": "false"},
                       extra={"charge": charge["id"], "payment_intent": show(ctx, pi),
                              "payment_method": payment_method(emu, pm)})
 
 
 def succeed(emu, pi, pm):
-    """The card is authorised: capture now or wait for capture; events and disputes."""
-    from .disputes import open_dispute
+    """The card is authorised: capture now or wait for capture."""
     account = pi["_account"]
     charge = card_charge(emu, pi, pm)
     pi.update(latest_charge=charge["id"], next_action=None, last_payment_error=None)
+    if pi["setup_future_usage"]:
+        emu.set_up(pi.get("customer"), pm)
     if pi["capture_method"] == "manual":
         charge["_manual"] = True
         pi.update(status="requires_capture", amount_capturable=pi["amount"])
         emu.emit("charge.succeeded", charge, account=account)
         emu.emit("payment_intent.amount_capturable_updated", pi, account=account)
         return
-    capture(emu, charge, pi["amount"], bypass_pending=CARDS[pm][0] == "bypass")
+    capture(emu, charge, pi["amount"], synchronous=pi["capture_method"] == "automatic")
     pi.update(status="succeeded", amount_received=pi["amount"])
     emu.emit("payment_intent.succeeded", pi, account=account)
-    if CARDS[pm][0] == "dispute":
-        open_dispute(emu, charge)
+
+
+def authenticated(emu, pi):
+    """The customer completed 3-D Secure: the attempt goes on as the card then behaves."""
+    info = CARDS[pi["payment_method"]]
+    if info.after != "succeed":
+        ctx = _Bare(emu, pi["_account"])
+        try:
+            _decline(ctx, pi, pi["payment_method"], info.after)
+        except StripeError:
+            return
+    succeed(emu, pi, pi["payment_method"])
+
+
+class _Bare:
+    """The little of a request context `_decline` needs when the customer acts, not the API."""
+
+    def __init__(self, emu, account):
+        self.emu, self.account = emu, account
+        self.base_url = ""
+        self.params = None
 
 
 def authentication_failed(emu, pi):
@@ -203,6 +281,8 @@ def authentication_failed(emu, pi):
               last_payment_error={
                   "type": "invalid_request_error",
                   "code": "payment_intent_authentication_failure",
+                  "doc_url": "https://docs.stripe.com/error-codes/"
+                             "payment-intent-authentication-failure",
                   "message": "The provided PaymentMethod has failed authentication. You can "
                              "provide payment_method_data or a new PaymentMethod to attempt "
                              "to fulfill this PaymentIntent again.",
@@ -212,7 +292,7 @@ def authentication_failed(emu, pi):
 
 @route("POST", "/v1/payment_intents/<pid>/confirm")
 def confirm_payment_intent(ctx):
-    """POST /v1/payment_intents/{id}/confirm; a second confirm completes 3-D Secure."""
+    """POST /v1/payment_intents/{id}/confirm: a new attempt (3-D Secure is never skipped)."""
     p = ctx.params.check(*CONFIRM_PARAMS)
     pi = _get(ctx)
     if pi["status"] not in CONFIRMABLE:
@@ -222,11 +302,8 @@ def confirm_payment_intent(ctx):
         raise StripeError("You cannot confirm this PaymentIntent because it's missing a "
                           "payment method.", code="payment_intent_unexpected_state",
                           param="payment_method", extra={"payment_intent": show(ctx, pi)})
-    if pi["status"] == "requires_action" and pm == pi["payment_method"]:
-        succeed(ctx.emu, pi, pm)
-    else:
-        pi["status"] = "requires_confirmation"
-        _confirm(ctx, pi, pm, p.str("return_url"))
+    pi["status"] = "requires_confirmation"
+    _confirm(ctx, pi, pm, p)
     return show(ctx, pi)
 
 
@@ -247,9 +324,6 @@ def capture_payment_intent(ctx):
     charge = emu.store.find(pi["latest_charge"])
     if p.has("application_fee_amount"):
         fee = p.int("application_fee_amount", minimum=0)
-        if fee > amount:
-            raise invalid("The application fee cannot exceed the captured amount.",
-                          "application_fee_amount")
         pi["application_fee_amount"] = charge["application_fee_amount"] = fee
     if p.has("transfer_data"):
         td = p.sub("transfer_data")
@@ -257,7 +331,9 @@ def capture_payment_intent(ctx):
             charge["transfer_data"]["amount"] = pi["transfer_data"]["amount"] = \
                 td.int("amount", minimum=0)
     apply_metadata(pi, p)
-    capture(emu, charge, amount)
+    capture(emu, charge, amount)  # caps the fee at the captured amount
+    if pi["application_fee_amount"] is not None:
+        pi["application_fee_amount"] = charge["application_fee_amount"]
     pi.update(status="succeeded", amount_received=amount, amount_capturable=0)
     emu.emit("payment_intent.succeeded", pi, account=ctx.account)
     return show(ctx, pi)
@@ -281,6 +357,14 @@ def cancel_payment_intent(ctx):
                   "duplicate", "fraudulent", "requested_by_customer", "abandoned")))
     emu.emit("payment_intent.canceled", pi, account=ctx.account)
     return show(ctx, pi)
+
+
+@route("GET", "/v1/payment_intents/search")
+def search_payment_intents(ctx):
+    """GET /v1/payment_intents/search?query=... (Stripe's search query language)."""
+    return search_response(ctx, "payment_intent", "/v1/payment_intents/search",
+                           ("amount", "created", "currency", "customer", "metadata",
+                            "status"))
 
 
 @route("GET", "/v1/payment_intents/<pid>")
@@ -311,7 +395,7 @@ def update_payment_intent(ctx):
         if p.has(key):
             changes[key] = p.str(key)
     if p.has("capture_method"):
-        changes["capture_method"] = p.str("capture_method", choices=("automatic", "manual"))
+        changes["capture_method"] = p.str("capture_method", choices=CAPTURE_METHODS)
     pi.update(changes)
     apply_metadata(pi, p)
     return show(ctx, pi)

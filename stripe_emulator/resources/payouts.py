@@ -41,6 +41,10 @@ def create_payout(ctx):
     if bank is None and not ctx.is_platform:
         raise invalid("This account has no external account for %s." % cur,
                       "destination", code="no_external_account")
+    if method == "instant":  # instant payouts go to eligible debit cards, not bank accounts
+        raise StripeError("This bank account is not eligible for Instant Payouts. Try a debit "
+                          "card from a supported bank.", code="instant_payouts_unsupported",
+                          param="method")
     if emu.balance(ctx.account).get(cur, (0, 0))[0] < amount:
         raise balance_insufficient(
             "You have insufficient funds in your Stripe account for this transfer. Your "

@@ -1,7 +1,14 @@
-"""Transfers to connected accounts, their reversals, and the `py_`/`pyr_` objects they leave."""
+"""Transfers to connected accounts, their reversals, and the `py_`/`pyr_` objects they leave.
+
+A transfer made with `Stripe-Account: acct_V` to the platform is an account debit: the
+transfer is V's (booked on V's balance) and the platform receives a `py_` payment. A
+reversal with `refund_application_fee` also refunds the application fee of the
+destination charge the transfer came from, pro rata (in full with a full reversal).
+"""
+from .. import money
 from ..errors import StripeError, invalid
 from ..routes import route
-from .accounts import require_transfers
+from .accounts import check_transfer_region, require_transfers
 from .charges import new_charge
 from .common import apply_metadata, currency, list_response, positive_amount, show
 
@@ -23,7 +30,7 @@ def make_application_fee(emu, account, originating, charge, amount):
            "balance_transaction": None, "charge": charge["id"], "created": emu.now(),
            "currency": charge["currency"], "livemode": False,
            "originating_transaction": originating["id"], "refunded": False,
-           "source": None, "_refunds": []}
+           "_refunds": []}
     emu.store.add("application_fee", platform, fee)
     bt = emu.add_bt(platform, "application_fee", amount, fee["currency"], fee["id"],
                     "platform_earning", "Application fee", (),
@@ -35,10 +42,12 @@ def make_application_fee(emu, account, originating, charge, amount):
 
 
 def make_transfer(emu, dest, amount, cur, source_charge=None, transfer_group=None,
-                  app_fee=0, metadata=None, description=None):
-    """Move `amount` from the platform to `dest`: tr_ on the platform, py_ on the account."""
-    require_transfers(emu, dest)
-    platform = emu.platform_id
+                  app_fee=0, metadata=None, description=None, source=None):
+    """Move `amount` from `source` (the platform by default) to `dest`: tr_ on the
+    source's balance, py_ on the destination's."""
+    platform = source or emu.platform_id
+    if dest != emu.platform_id:
+        require_transfers(emu, dest)
     available_on = emu.later(source_charge["_available_on"]) if source_charge else emu.now()
     transfer = {
         "id": emu.new_id("tr"), "object": "transfer", "amount": amount,
@@ -63,7 +72,7 @@ def make_transfer(emu, dest, amount, cur, source_charge=None, transfer_group=Non
         dest, "payment", amount, cur, payment["id"], "charge", None, details,
         available_on)["id"]
     transfer["destination_payment"] = payment["id"]
-    emu.emit("transfer.created", transfer)
+    emu.emit("transfer.created", transfer, account=platform)
     if app_fee:
         make_application_fee(emu, dest, source_charge, payment, app_fee)
     return transfer
@@ -77,8 +86,8 @@ def account_total(emu, account, cur):
 
 def reverse(emu, transfer, amount, source_refund=None, fee_refund=0, metadata=None,
             check_balance=False):
-    """Reverse part of a transfer: trr_ and transfer_refund on the platform, pyr_ and
-    payment_refund on the connected account (with the application fee credit if any)."""
+    """Reverse part of a transfer: trr_ and transfer_refund on the transfer's owner, pyr_ and
+    payment_refund on the destination (with the application fee credit if any)."""
     remaining = transfer["amount"] - transfer["amount_reversed"]
     if amount > remaining:
         raise invalid("You cannot reverse more than the remaining %d on this transfer."
@@ -93,9 +102,10 @@ def reverse(emu, transfer, amount, source_refund=None, fee_refund=0, metadata=No
                 "balance_transaction": None, "created": emu.now(), "currency": cur,
                 "destination_payment_refund": None, "metadata": metadata or {},
                 "source_refund": source_refund, "transfer": transfer["id"]}
-    emu.store.add("transfer_reversal", emu.platform_id, reversal)
+    owner = transfer["_account"]
+    emu.store.add("transfer_reversal", owner, reversal)
     reversal["balance_transaction"] = emu.add_bt(
-        emu.platform_id, "transfer_refund", amount, cur, reversal["id"],
+        owner, "transfer_refund", amount, cur, reversal["id"],
         "transfer_reversal", None, (), available_on)["id"]
     refund = {"id": emu.new_id("pyr"), "object": "refund", "amount": amount,
               "balance_transaction": None, "charge": payment["id"], "created": emu.now(),
@@ -117,7 +127,7 @@ def reverse(emu, transfer, amount, source_refund=None, fee_refund=0, metadata=No
     transfer["amount_reversed"] += amount
     transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
     transfer["_reversals"].append(reversal["id"])
-    emu.emit("transfer.reversed", transfer, previous=previous)
+    emu.emit("transfer.reversed", transfer, account=owner, previous=previous)
     return reversal
 
 
@@ -130,7 +140,10 @@ def create_transfer(ctx):
     cur = currency(p)
     amount = positive_amount(p, cur)
     dest = p.str("destination", required=True)
+    if not ctx.is_platform:
+        return _account_debit(ctx, p, dest, amount, cur)
     require_transfers(emu, dest)
+    check_transfer_region(emu, dest)
     source = None
     if p.has("source_transaction"):
         source = emu.store.get("charge", p.str("source_transaction"), ctx.account, "charge",
@@ -153,6 +166,29 @@ def create_transfer(ctx):
     transfer = make_transfer(emu, dest, amount, cur, source_charge=source,
                              transfer_group=p.str("transfer_group"),
                              metadata=p.metadata() or {}, description=p.str("description"))
+    return show(ctx, transfer)
+
+
+def _account_debit(ctx, p, dest, amount, cur):
+    """A connected account pays the platform (Connect account debits)."""
+    emu = ctx.emu
+    if dest != emu.platform_id:
+        raise invalid("A connected account can only transfer to its platform (%s)."
+                      % emu.platform_id, "destination")
+    if p.has("source_transaction"):
+        raise invalid("source_transaction cannot be used for an account debit.",
+                      "source_transaction")
+    acct = emu.store.find(ctx.account)
+    if cur != acct["default_currency"]:
+        raise invalid("Account debits must be in the connected account's default currency "
+                      "(%s)." % acct["default_currency"], "currency")
+    available, pending = emu.balance(ctx.account).get(cur, (0, 0))
+    if available < amount:
+        raise balance_insufficient(
+            "Insufficient funds in the connected account for this account debit.")
+    transfer = make_transfer(emu, dest, amount, cur, transfer_group=p.str("transfer_group"),
+                             metadata=p.metadata() or {}, description=p.str("description"),
+                             source=ctx.account)
     return show(ctx, transfer)
 
 
@@ -202,10 +238,22 @@ def create_reversal(ctx):
     amount = positive_amount(p, transfer["currency"], required=False, default=remaining)
     if remaining == 0:
         raise invalid("Transfer %s has already been fully reversed." % transfer["id"])
-    source = ctx.emu.store.find(transfer["source_transaction"] or "")
+    emu = ctx.emu
+    source = emu.store.find(transfer["source_transaction"] or "")
     destination_charge = bool(source and source.get("transfer") == transfer["id"])
-    reversal = reverse(ctx.emu, transfer, amount, metadata=p.metadata() or {},
-                       check_balance=not destination_charge)
+    credit = 0
+    if p.bool("refund_application_fee", False):
+        fee = emu.store.find((source or {}).get("application_fee") or "") \
+            if destination_charge else None
+        if fee is not None:
+            left = fee["amount"] - fee["amount_refunded"]
+            credit = left if amount == remaining else min(
+                left, money.pro_rata(amount, transfer["amount"], fee["amount"]))
+            if credit:
+                from .fees import refund_fee
+                refund_fee(emu, fee, credit, credit_account=False)
+    reversal = reverse(emu, transfer, amount, metadata=p.metadata() or {},
+                       check_balance=not destination_charge, fee_refund=credit)
     return show(ctx, reversal)
 
 

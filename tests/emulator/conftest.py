@@ -1,6 +1,19 @@
-"""Fixtures for the emulator's tests: one server per session, reset before each test."""
+"""One suite, two Stripes: these tests run against the emulator, or against Stripe's test
+mode when `STRIPE_TEST_SECRET_KEY` is set (`make test-stripe`).
+
+Every response is checked against the current API's object shapes (`shapes.py`). A test
+that needs what only the emulator has (its controls: the clock, faults, webhook delivery
+modes, forced outcomes; or the whole state of a fresh platform account) is marked
+`emulator_only` and skipped against Stripe. Everything else goes through `target`, whose
+helpers do what each side needs: an onboarded connected account (an Express account
+onboarded by a control here; a Custom account with Stripe's test verification data on
+Stripe), a charge's asynchronous settlement (forced here, awaited there), events read back
+from `/v1/events` on both.
+"""
 import json
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -9,18 +22,30 @@ import stripe
 
 from stripe_emulator import start_server
 
-from .openapi import Validator
+from .shapes import ShapeChecker
 
-VALIDATOR = Validator()
+SHAPES = ShapeChecker()
+REAL_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY")
+if REAL_KEY and not REAL_KEY.startswith("sk_test_"):
+    raise pytest.UsageError("STRIPE_TEST_SECRET_KEY must be a test-mode key (sk_test_...)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not REAL_KEY:
+        return
+    skip = pytest.mark.skip(reason="emulator only: needs the emulator's controls or state")
+    for item in items:
+        if "emulator_only" in item.keywords and "tests/emulator" in str(item.fspath):
+            item.add_marker(skip)
 
 
 class ValidatingClient(stripe.RequestsClient):
-    """The stripe package's requests client, checking every response against the spec."""
+    """The stripe package's requests client, checking every response against the current API."""
 
     def request(self, method, url, headers, post_data=None):
         content, status, rheaders = super().request(method, url, headers, post_data)
         body = json.loads(content)
-        VALIDATOR.validate_response(body)
+        SHAPES.check_response(body)
         assert rheaders.get("Request-Id", "").startswith("req_")
         return content, status, rheaders
 
@@ -65,44 +90,8 @@ class Receiver:
         return [json.loads(c["body"])["type"] for c in self.ok()]
 
 
-@pytest.fixture(scope="session")
-def receiver():
-    rec = Receiver()
-    yield rec
-    rec.httpd.shutdown()
-
-
-@pytest.fixture(scope="session")
-def server(receiver):
-    srv = start_server(host="127.0.0.1", port=0, webhook_url=receiver.url,
-                       webhook_secret="whsec_test_secret", available_after_days=2,
-                       webhook_backoff=0.02)
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def emu(server, receiver):
-    """A fresh emulator state (and an empty receiver) for each test."""
-    server.emulator.webhooks.wait_idle(5)
-    server.reset()
-    with receiver.lock:
-        receiver.calls.clear()
-        receiver.fail_next = 0
-    return server.emulator
-
-
-@pytest.fixture
-def client(server, emu):
-    """A StripeClient against the emulator whose responses are validated."""
-    return stripe.StripeClient(
-        "sk_test_emulator",
-        base_addresses={"api": server.url, "connect": server.url, "files": server.url},
-        max_network_retries=0, http_client=ValidatingClient())
-
-
 class Control:
-    """Calls to the /_emulator/ controls."""
+    """Calls to the emulator's /_emulator/ controls."""
 
     def __init__(self, url):
         self.url = url
@@ -123,19 +112,176 @@ class Control:
         return self.post("webhooks/flush")
 
 
-@pytest.fixture
-def control(server, emu):
-    return Control(server.url)
+class EmulatorTarget:
+    """The emulator as the Stripe under test."""
+
+    real = False
+
+    def __init__(self, server):
+        self.server = server
+        self.url = server.url
+        self.control = Control(server.url)
+
+    def client(self):
+        return stripe.StripeClient(
+            "sk_test_emulator",
+            base_addresses={"api": self.url, "connect": self.url, "files": self.url},
+            max_network_retries=0, http_client=ValidatingClient())
+
+    def vendor(self, client, country="US", bank_account_number=None):
+        """An onboarded Express account with manual payouts."""
+        acct = client.v1.accounts.create(params={
+            "type": "express", "country": country, "email": "vendor@example.com",
+            "capabilities": {"card_payments": {"requested": True},
+                             "transfers": {"requested": True}},
+            "settings": {"payouts": {"schedule": {"interval": "manual"}}},
+        })
+        body = {"bank_account_number": bank_account_number} if bank_account_number else {}
+        self.control.post("accounts/%s/onboard" % acct.id, **body)
+        return acct.id
+
+    def settle(self, client, charge_id, account=None):
+        """The charge with its balance transaction (asynchronous capture done)."""
+        self.control.post("settle")
+        return client.v1.charges.retrieve(charge_id, options=_opts(account))
+
+    def later(self):
+        """Let Stripe's asynchronous steps (refunds failing, disputes opening) happen."""
+        self.control.post("settle")
+
+    def events(self, client, since, account=None):
+        """Events created at or after `since` (unix), oldest first."""
+        return _events(client, since, account)
+
+
+class StripeTarget:
+    """Stripe's test mode as the Stripe under test (STRIPE_TEST_SECRET_KEY)."""
+
+    real = True
+    control = None
+
+    def client(self):
+        return stripe.StripeClient(REAL_KEY, max_network_retries=2,
+                                   http_client=ValidatingClient())
+
+    def vendor(self, client, country="US", bank_account_number=None):
+        """A Custom account made usable with Stripe's test verification data (Express
+        accounts can only be onboarded by a person in Stripe's hosted flow)."""
+        acct = client.v1.accounts.create(params={
+            "type": "custom", "country": country, "email": "vendor@example.com",
+            "business_type": "individual",
+            "capabilities": {"card_payments": {"requested": True},
+                             "transfers": {"requested": True}},
+            "settings": {"payouts": {"schedule": {"interval": "manual"}}},
+            "business_profile": {"mcc": "5734", "url": "https://example.com"},
+            "individual": {"first_name": "Jenny", "last_name": "Rosen",
+                           "email": "vendor@example.com", "phone": "+15555550100",
+                           "dob": {"day": 1, "month": 1, "year": 1901},
+                           "ssn_last_4": "0000", "id_number": "000000000",
+                           "address": {"line1": "address_full_match", "city": "San Francisco",
+                                       "state": "CA", "postal_code": "94111",
+                                       "country": country}},
+            "tos_acceptance": {"date": int(time.time()), "ip": "127.0.0.1"},
+            "external_account": {"object": "bank_account", "country": country,
+                                 "currency": "usd", "routing_number": "110000000",
+                                 "account_number": bank_account_number or "000123456789"},
+        })
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            current = client.v1.accounts.retrieve(acct.id)
+            if (current.capabilities or {}).get("transfers") == "active":
+                return acct.id
+            time.sleep(2)
+        raise AssertionError("test account %s was not verified in 60 s" % acct.id)
+
+    def settle(self, client, charge_id, account=None):
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            charge = client.v1.charges.retrieve(charge_id, options=_opts(account))
+            if charge.balance_transaction:
+                return charge
+            time.sleep(2)
+        raise AssertionError("charge %s did not settle in 120 s" % charge_id)
+
+    def later(self):
+        time.sleep(10)
+
+    def events(self, client, since, account=None):
+        time.sleep(2)  # events are listed a moment after they happen
+        return _events(client, since, account)
+
+
+def _opts(account=None):
+    return {"stripe_account": account} if account else {}
+
+
+def _events(client, since, account):
+    page = client.v1.events.list(params={"created": {"gte": since}, "limit": 100},
+                                 options=_opts(account))
+    return list(reversed(list(page.auto_paging_iter())))
+
+
+@pytest.fixture(scope="session")
+def receiver():
+    rec = Receiver()
+    yield rec
+    rec.httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server(receiver):
+    srv = start_server(host="127.0.0.1", port=0, webhook_url=receiver.url,
+                       webhook_secret="whsec_test_secret", available_after_days=2,
+                       webhook_backoff=0.02)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def target(request):
+    if REAL_KEY:
+        return StripeTarget()
+    return EmulatorTarget(request.getfixturevalue("server"))
 
 
 @pytest.fixture
-def vendor(client, control):
-    """An onboarded express account with manual payouts."""
-    return make_vendor(client, control)
+def emu(request, target):
+    """A fresh emulator state (and an empty receiver) for each test (emulator only)."""
+    if target.real:
+        pytest.skip("emulator only")
+    server, receiver = target.server, request.getfixturevalue("receiver")
+    server.emulator.wait_idle(5)
+    server.reset()
+    with receiver.lock:
+        receiver.calls.clear()
+        receiver.fail_next = 0
+    return server.emulator
+
+
+@pytest.fixture
+def client(request, target):
+    """A StripeClient on the target whose responses are checked against the current API."""
+    from . import helpers
+
+    if not target.real:
+        request.getfixturevalue("emu")
+    helpers.TARGET = target
+    return target.client()
+
+
+@pytest.fixture
+def control(target, emu):
+    return target.control
+
+
+@pytest.fixture
+def vendor(client, target):
+    """An onboarded connected account with manual payouts."""
+    return target.vendor(client)
 
 
 def make_vendor(client, control, bank_account_number=None, country="US"):
-    """Create and onboard an express account."""
+    """Create and onboard an express account on the emulator."""
     acct = client.v1.accounts.create(params={
         "type": "express", "country": country, "email": "vendor@example.com",
         "capabilities": {"card_payments": {"requested": True},

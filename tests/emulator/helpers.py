@@ -1,5 +1,8 @@
 """Shortcuts shared by the emulator tests."""
 
+# The Stripe under test (an EmulatorTarget or a StripeTarget), set by the `client` fixture.
+TARGET = None
+
 
 def opts(account=None, key=None):
     """Request options for the stripe client."""
@@ -46,11 +49,21 @@ def check_balance_matches(client, account=None):
 
 
 def pay(client, amount=1000, pm="pm_card_visa", currency="usd", account=None, key=None,
-        **params):
-    """Create and confirm a PaymentIntent."""
-    return client.v1.payment_intents.create(params=dict(
+        settle=True, **params):
+    """Create and confirm a PaymentIntent (card only: no redirect-based payment methods, so
+    no return_url is needed); with `settle`, wait until its charge has settled (its balance
+    transaction, transfer and application fee exist)."""
+    params.setdefault("automatic_payment_methods", {"enabled": True, "allow_redirects": "never"})
+    pi = client.v1.payment_intents.create(params=dict(
         amount=amount, currency=currency, payment_method=pm, confirm=True, **params),
         options=opts(account, key))
+    if settle and pi.status == "succeeded":
+        charge = pi.latest_charge
+        TARGET.settle(client, charge if isinstance(charge, str) else charge.id, account)
+        expand = params.get("expand")
+        pi = client.v1.payment_intents.retrieve(
+            pi.id, params={"expand": expand} if expand else None, options=opts(account))
+    return pi
 
 
 def event_types(client, account=None, **params):

@@ -38,9 +38,11 @@ def test_destination_charge_with_application_fee(client, control, vendor):
     assert balance(client, vendor) == (877, 0)
     check_balance_matches(client)
     check_balance_matches(client, vendor)
+    # asynchronous capture: success first, the money movements with charge.updated after
     assert event_types(client) == [
-        "payment_intent.created", "transfer.created", "application_fee.created",
-        "charge.succeeded", "payment_intent.succeeded"]
+        "payment_intent.created", "charge.succeeded", "payment_intent.succeeded",
+        "transfer.created", "application_fee.created", "charge.updated",
+        "balance.available"]
 
 
 def test_destination_with_transfer_amount(client, vendor):
@@ -73,7 +75,9 @@ def test_full_refund_with_reverse_transfer_and_fee(client, vendor):
     charge = client.v1.charges.retrieve(pi.latest_charge, params={
         "expand": ["application_fee", "transfer"]})
     assert charge.refunded and charge.amount_refunded == 1000
-    assert charge.refunds.data[0].id == refund.id
+    assert "refunds" not in charge  # not included by default since 2022-11-15
+    listed = client.v1.charges.retrieve(pi.latest_charge, params={"expand": ["refunds"]})
+    assert listed.refunds.data[0].id == refund.id
     assert charge.application_fee.refunded and charge.application_fee.amount_refunded == 123
     assert charge.transfer.reversed and charge.transfer.amount_reversed == 1000
     refund = client.v1.refunds.retrieve(refund.id, params={
@@ -133,7 +137,8 @@ def test_three_decimal_and_zero_decimal_fees(client, control):
     from .conftest import make_vendor
     jp = make_vendor(client, control, country="JP")
     pi = pay(client, 1000, currency="jpy", transfer_data={"destination": jp},
-             application_fee_amount=100, expand=["latest_charge.balance_transaction"])
+             on_behalf_of=jp, application_fee_amount=100,
+             expand=["latest_charge.balance_transaction"])
     assert pi.latest_charge.balance_transaction.fee == 29  # 2.9% of 1000 yen, no fixed part
     pi = pay(client, 10000, currency="kwd", expand=["latest_charge.balance_transaction"])
     # 2.9% of 10.000 KWD = 0.290 plus 0.300 fixed

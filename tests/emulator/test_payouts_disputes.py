@@ -93,8 +93,8 @@ def test_dispute(client, control, vendor, outcome):
     pi = pay(client, 1000, pm="pm_card_createDispute",
              transfer_data={"destination": vendor}, application_fee_amount=100)
     charge = client.v1.charges.retrieve(pi.latest_charge)
-    assert charge.disputed and charge.dispute.startswith("dp_")
-    dispute = client.v1.disputes.retrieve(charge.dispute)
+    assert charge.disputed and "dispute" not in charge  # removed from Charge: list by charge
+    (dispute,) = client.v1.disputes.list(params={"charge": charge.id}).data
     assert dispute.status == "needs_response" and dispute.reason == "fraudulent"
     assert bts(client)[-1] == ("adjustment", -1000, 1500, -2500, "dispute", "dp_")
     assert dispute.balance_transactions[0].fee_details[0].description == "Dispute fee"
@@ -105,13 +105,18 @@ def test_dispute(client, control, vendor, outcome):
     dispute = client.v1.disputes.update(dispute.id, params={
         "evidence": {"uncategorized_text": "delivered"}})
     assert dispute.status == "under_review"
+    countered = ("stripe_fee", -1500, 0, -1500, "fee", "dp_")  # countering costs a fee
+    assert bts(client)[-1] == countered
     closed = control.post("disputes/%s/close" % dispute.id, outcome=outcome)
     assert closed["status"] == outcome
     rows = bts(client)
-    if outcome == "won":
-        assert rows[-1] == ("adjustment", 1000, 0, 1000, "dispute_reversal", "dp_")
+    if outcome == "won":  # the amount and the countered fee come back, the dispute fee not
+        assert rows[-2:] == [("adjustment", 1000, 0, 1000, "dispute_reversal", "dp_"),
+                             ("stripe_fee", 1500, 0, 1500, "fee", "dp_")]
     else:
-        assert rows[-1][0:2] == ("adjustment", -1000)
+        assert rows[-1] == countered
+    dispute = client.v1.disputes.retrieve(dispute.id)
+    assert len(dispute.balance_transactions) == (4 if outcome == "won" else 2)
     types = event_types(client)
     assert {"charge.dispute.created", "charge.dispute.funds_withdrawn",
             "charge.dispute.updated", "charge.dispute.closed"} <= set(types)

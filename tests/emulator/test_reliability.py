@@ -10,6 +10,10 @@ import stripe
 from .helpers import bts, opts, pay
 
 
+CARD_ONLY = {"automatic_payment_methods[enabled]": "true",
+             "automatic_payment_methods[allow_redirects]": "never"}
+
+
 def _post(server, path, data, key=None, account=None, api_key="sk_test_emulator"):
     headers = {"Authorization": "Bearer " + api_key}
     if key:
@@ -20,12 +24,12 @@ def _post(server, path, data, key=None, account=None, api_key="sk_test_emulator"
 
 
 def test_idempotent_replay(client, server, emu):
-    first = _post(server, "/v1/payment_intents", {
+    first = _post(server, "/v1/payment_intents", dict(CARD_ONLY, **{
         "amount": 1000, "currency": "usd", "payment_method": "pm_card_visa",
-        "confirm": "true"}, key="order-1")
-    again = _post(server, "/v1/payment_intents", {
+        "confirm": "true", "capture_method": "automatic"}), key="order-1")
+    again = _post(server, "/v1/payment_intents", dict(CARD_ONLY, **{
         "amount": 1000, "currency": "usd", "payment_method": "pm_card_visa",
-        "confirm": "true"}, key="order-1")
+        "confirm": "true", "capture_method": "automatic"}), key="order-1")
     assert first.status_code == again.status_code == 200
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
@@ -36,9 +40,9 @@ def test_idempotent_replay(client, server, emu):
     assert pay(client, 500, key="order-2").id == pi.id
     # a declined card's 402 is replayed as well
     for _ in range(2):
-        resp = _post(server, "/v1/payment_intents", {
+        resp = _post(server, "/v1/payment_intents", dict(CARD_ONLY, **{
             "amount": 1000, "currency": "usd", "payment_method": "pm_card_chargeDeclined",
-            "confirm": "true"}, key="order-3")
+            "confirm": "true"}), key="order-3")
         assert resp.status_code == 402
     assert resp.headers["Idempotent-Replayed"] == "true"
 
@@ -164,6 +168,8 @@ def test_authentication(server, emu):
 
 def test_nested_form_parameters_and_expand(client, server, vendor):
     body = ("amount=1000&currency=usd&payment_method=pm_card_visa&confirm=true"
+            "&capture_method=automatic&automatic_payment_methods[enabled]=true"
+            "&automatic_payment_methods[allow_redirects]=never"
             "&transfer_data[destination]=%s&application_fee_amount=100"
             "&metadata[order]=77&metadata[note]=a%%20b&expand[]=latest_charge"
             "&expand[]=latest_charge.balance_transaction" % vendor)
