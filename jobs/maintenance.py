@@ -31,3 +31,11 @@ def requeue_stalled_webhook_events() -> int:
     from marketplace.webhooks import service
 
     return service.requeue_stalled()
+
+
+@job
+def book_unsettled_payments() -> int:
+    """Book the charges of succeeded payments whose settlement was never seen; returns how many."""
+    from marketplace.payments import service
+
+    return service.book_unsettled()

@@ -55,6 +55,9 @@ def _spec(tree, key):
     return None, False
 
 
+_MARKS = ("~", "|str")  # in a hash's tree: "" unsets it; a string may stand for it
+
+
 def check_params(tree, data, prefix="", limits=TEXT_LIMITS):
     """Raise the error Stripe gives for the first parameter that does not fit `tree`."""
     strange = [key for key in data if _spec(tree, key)[0] is None]
@@ -75,12 +78,11 @@ def check_params(tree, data, prefix="", limits=TEXT_LIMITS):
 
 def _check_value(kind, value, name, key, limits):
     if isinstance(kind, dict):
-        if value == "" and kind.get("~"):
+        if value == "" and kind.get("~") or isinstance(value, str) and kind.get("|str"):
             return
         if not isinstance(value, dict):
-            raise invalid("Invalid object", name, code="parameter_invalid_object") \
-                if not isinstance(value, list) else invalid("Invalid object", name)
-        check_params({k: v for k, v in kind.items() if k != "~"}, value, name, limits)
+            raise invalid("Invalid object", name, code="parameter_invalid_object")
+        check_params({k: v for k, v in kind.items() if k not in _MARKS}, value, name, limits)
         return
     if isinstance(kind, list):
         if value == "" and kind[0].get("~"):
@@ -91,7 +93,7 @@ def _check_value(kind, value, name, key, limits):
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise invalid("Invalid object", "%s[%d]" % (name, i))
-            check_params({k: v for k, v in kind[0].items() if k != "~"}, item,
+            check_params({k: v for k, v in kind[0].items() if k not in _MARKS}, item,
                          "%s[%d]" % (name, i), limits)
         return
     base = kind.lstrip("!")

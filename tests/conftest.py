@@ -176,6 +176,7 @@ def stripe_app(migrated, emulator):
     import requests
 
     requests.post(f"{emulator.url}/_emulator/reset", timeout=10).raise_for_status()
+    emulator.__dict__.pop("delivered_events", None)
     app = make_app(migrated, STRIPE_API_BASE=emulator.url)
     with app.app_context():
         yield app

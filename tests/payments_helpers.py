@@ -10,6 +10,8 @@ from marketplace.orders.models import Order
 from tests.factories import ProductFactory, VendorFactory
 
 KEY = {"Authorization": "Bearer sk_test_emulator"}
+# Form parameters of a card-only PaymentIntent confirmed by the server (no return_url needed).
+CARD_ONLY = {"automatic_payment_methods[enabled]": "true", "automatic_payment_methods[allow_redirects]": "never"}
 
 
 def emu(emulator, verb: str, path: str, account: str | None = None, **body) -> dict:
@@ -51,13 +53,42 @@ def order_for(client, shopper: dict, vendors: list, prices: list[int], quantitie
     return response.get_json()
 
 
-def pay(client, shopper: dict, order_id: str, payment_method: str = "pm_card_visa"):
-    """Create the PaymentIntent and confirm it; returns the confirm response."""
+def pay(client, shopper: dict, order_id: str, payment_method: str = "pm_card_visa", emulator=None):
+    """Create the PaymentIntent and confirm it; returns the confirm response. With the
+    emulator given, the charge then settles and Stripe's events reach the app (`settle`)."""
     created = client.post(f"/api/orders/{order_id}/payment-intent", headers=shopper)
     assert created.status_code in (200, 201), created.get_json()
-    return client.post(f"/api/orders/{order_id}/confirm", json={"payment_method": payment_method}, headers=shopper)
+    confirmed = client.post(f"/api/orders/{order_id}/confirm", json={"payment_method": payment_method}, headers=shopper)
+    if emulator is not None:
+        settle(client, emulator)
+    return confirmed
 
 
+def settle(client, emulator) -> int:
+    """Let Stripe finish what it does after a request (asynchronous capture settling a
+    charge: its balance transaction, transfer and application fee; a refund failing later;
+    a dispute opening), then deliver every event it sent since the last call to the app's
+    webhook endpoint, signed, oldest first, as Stripe would. Returns how many."""
+    emu(emulator, "POST", "/_emulator/settle")
+    return deliver_events(client, emulator)
+
+
+def deliver_events(client, emulator) -> int:
+    """POST every event (the platform's and its connected accounts') the emulator recorded
+    and the app was not sent yet, in the order they happened."""
+    from tests.webhook_helpers import deliver
+
+    seen = emulator.__dict__.setdefault("delivered_events", set())
+    state = emulator.emulator
+    with state.lock:
+        events = sorted((e for (kind, _), items in state.store.lists.items() if kind == "event"
+                         for e in items if e["id"] not in seen), key=lambda e: e["_seq"])
+        events = [{k: v for k, v in e.items() if not k.startswith("_")} for e in events]
+    for event in events:
+        seen.add(event["id"])
+        response = deliver(client, event)
+        assert response.status_code == 200, response.get_json()
+    return len(events)
 def assert_balances_match(emulator, order_id: str) -> None:
     """Stripe's balances equal the ledger's, and each vendor's equals what its split says."""
     db.session.rollback()

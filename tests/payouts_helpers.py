@@ -28,10 +28,10 @@ def vendor(emulator, user=None, bank: str | None = None):
     return row
 
 
-def sell(client, shopper: dict, seller, price: int) -> dict:
+def sell(client, shopper: dict, seller, price: int, emulator) -> dict:
     """One paid order of one product of `price` from `seller`."""
     order = order_for(client, shopper, [seller], [price])
-    response = pay(client, shopper, order["id"])
+    response = pay(client, shopper, order["id"], emulator=emulator)
     assert response.status_code == 200, response.get_json()
     return order
 

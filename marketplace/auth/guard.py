@@ -33,7 +33,13 @@ def require_auth(*roles: str):
             if roles and user.role not in roles:
                 raise Forbidden()
             g.current_user = user
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                # The user is the route's only: work done after it (jobs run inline once
+                # the request committed) is the system's, and an application context that
+                # outlives the request (tests, CLI) must not lend it to the next one.
+                g.pop("current_user", None)
 
         return wrapper
 

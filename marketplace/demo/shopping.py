@@ -33,6 +33,15 @@ def _wait_status(tour, shopper, order_id: str, *statuses: str) -> None:
     wait_for(lambda: _status(tour, shopper, order_id) in statuses, f"order {order_id} to be {'/'.join(statuses)}")
 
 
+def _wait_transferred(tour, shopper, order_id: str) -> None:
+    """Until every vendor's share reached its account: capture is asynchronous, so a paid
+    charge settles (and a destination charge's transfer exists) a moment after success."""
+    def transferred():
+        order = tour.api.call("GET", f"/api/orders/{order_id}", shopper.token)
+        return all(split["stripe_transfer_id"] for split in order["splits"])
+    wait_for(transferred, f"order {order_id}'s transfers")
+
+
 def place_and_pay(tour) -> None:
     """One single-vendor and one three-vendor order paid by card; one decline; one 3-D Secure."""
     sam, sofia = tour.shoppers
@@ -58,6 +67,7 @@ def place_and_pay(tour) -> None:
     tour.notes.append("3-D Secure: requires_action, authenticated, paid via payment_intent.succeeded")
     for shopper, order in ((sam, single), (sofia, multi), (sam, declined), (sofia, secure)):
         _wait_status(tour, shopper, order["id"], "paid")
+        _wait_transferred(tour, shopper, order["id"])
         tour.orders.append((shopper, order))
 
 

@@ -23,6 +23,8 @@ to a balance transaction by source id, amount, fee and currency. V = vendor:<id>
 | fee refund (fr_, platform) -f      | platform -f           |                          | platform:fee_revenue +f  |
 | dispute (dp_, platform) -D fee 1500| platform -(D+1500)    | platform:stripe_fees +1500 | platform:disputes +D   |
 | dispute won (dp_, platform) +D     | platform +D           |                          | platform:disputes -D     |
+| countered fee (dp_, platform) -C   | platform -C           |                          | platform:stripe_fees +C  |
+| countered fee back (dp_, platform) | platform +C           |                          | platform:stripe_fees -C  |
 
 (*) F and f only on a destination charge, where Stripe takes the application fee from the
 vendor's payment and gives it back on the payment refund.
@@ -117,7 +119,14 @@ def record_refund(bt: dict, refund_id: str) -> None:
 
 
 def record_dispute(bt: dict, dispute_id: str) -> None:
-    """A chargeback debit with its dispute fee, or its reinstatement when won (dp_)."""
+    """A chargeback debit with its dispute fee, or its reinstatement when won (dp_); or the
+    dispute countered fee charged for contesting it, and given back when it is won."""
+    if bt.get("type") == "stripe_fee":
+        kind = "dispute_fee" if int(bt["amount"]) < 0 else "dispute_fee_refund"
+        record_bt(kind, bt, owner=platform_balance(), fee_account=None,
+                  counter=ledger.platform("stripe_fees"), stripe_account=None,
+                  local_type="dispute", local_id=dispute_id)
+        return
     kind = "dispute" if int(bt["amount"]) < 0 else "dispute_reversal"
     record_bt(kind, bt, owner=platform_balance(), fee_account=ledger.platform("stripe_fees"),
               counter=ledger.platform("disputes"), stripe_account=None,

@@ -397,10 +397,15 @@ def handle_refund_updated(refund: dict) -> str | None:
         return None
     if current["status"] in ("failed", "canceled"):
         _fail(local.id, current.get("failure_reason") or current["status"], current)
-    elif local.status == "pending" and current["status"] == "succeeded":
+    elif current["status"] == "succeeded":
+        # A refund Stripe held as pending (insufficient funds, processing) is booked when it
+        # goes through: its balance transaction only exists from then on.
         lock_order(local.order_id)
         db.session.refresh(local)
-        local.status = "succeeded"
+        if local.status == "pending":
+            local.status = "succeeded"
+        if isinstance(current.get("balance_transaction"), dict):
+            entries.record_refund(current["balance_transaction"], local.id)
         db.session.commit()
     return db.session.get(Refund, local.id).status
 

@@ -6,6 +6,14 @@ is safe to call twice and in any order, and only moves state forward: a `paid` o
 goes back. A declined card leaves the order `payment_failed`, which is still payable: the
 same PaymentIntent can be confirmed again with another payment method.
 
+Capture is asynchronous (Stripe's default since API 2024-04-10): when a payment succeeds,
+its charge's balance transaction, and on a destination charge its transfer and
+application fee, may not exist yet. Success marks the payment and the order paid at once;
+each of those movements is booked when it exists, whoever sees it first: confirmation,
+`payment_intent.succeeded`, the `charge.updated` that announces them, or the worker's
+sweep of payments still unbooked (`book_unsettled`). Booking is keyed by balance
+transaction, so it happens once whatever the order.
+
 Refund and dispute handlers live in `refunds` and `disputes`; they are re-exported here so
 the webhooks have one module to call.
 """
@@ -13,15 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from marketplace import audit, fraud, idempotency, outbox, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.database import utcnow
 from marketplace.errors import Conflict, NotFound
 from marketplace.extensions import db
-from marketplace.orders.models import Order
+from marketplace.orders.models import Order, OrderSplit
 from marketplace.payments import ledger_entries as entries
 from marketplace.payments.intent_events import (
     handle_payment_intent_canceled,
@@ -42,6 +51,12 @@ SUCCESS_EXPAND = [
     "latest_charge.transfer.balance_transaction",
     "latest_charge.application_fee.balance_transaction",
 ]
+# Card PaymentMethods confirmed by the server: no redirect-based payment method is offered,
+# so confirmation needs no return_url (automatic payment methods are on by default since
+# 2023-08-16, and payment_method_types is no longer accepted since 2026-09-30).
+AUTOMATIC_PAYMENT_METHODS = {"enabled": True, "allow_redirects": "never"}
+# A payment succeeded this long ago whose charge is still unbooked is fetched again.
+UNSETTLED_AFTER = timedelta(minutes=2)
 
 
 def payment_intent_key(order_id: str) -> str:
@@ -88,7 +103,7 @@ def _own_order(user: User, order_id: str, lock: bool = False) -> Order:
 def _intent_params(order: Order) -> dict:
     params = {
         "amount": order.total, "currency": order.currency,
-        "payment_method_types": ["card"],
+        "automatic_payment_methods": AUTOMATIC_PAYMENT_METHODS,
         "metadata": {"order_id": order.id},
     }
     if order.charge_type == "destination":
@@ -164,7 +179,8 @@ def _result(payment: Payment, next_action) -> dict:
 
 
 def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
-    """Record the charge, its fee and every leg; mark the order paid; transfers follow in a job."""
+    """Mark the payment and the order paid and book whatever of the charge exists yet;
+    separate charges' transfers follow in a job."""
     intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"], expand=SUCCESS_EXPAND)
     if intent["status"] != "succeeded":
         log.info("payment intent %s is %s, not succeeded: ignored", intent["id"], intent["status"])
@@ -186,10 +202,38 @@ def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
     return payment
 
 
+def handle_charge_updated(charge: dict) -> Payment | None:
+    """`charge.updated`: a charge of ours settled (or changed); book what now exists."""
+    intent_id = charge.get("payment_intent")
+    if not intent_id or charge.get("status") != "succeeded":
+        return None
+    return handle_payment_intent_succeeded({"id": intent_id})
+
+
+def book_unsettled(limit: int = 500) -> int:
+    """Fetch again the succeeded payments whose charge is still unbooked a while after success
+    (a lost or late `charge.updated`); returns how many were looked at."""
+    cutoff = utcnow() - UNSETTLED_AFTER
+    untransferred = select(OrderSplit.id).where(OrderSplit.order_id == Payment.order_id,
+                                                OrderSplit.stripe_transfer_id.is_(None),
+                                                OrderSplit.status != "canceled")
+    intents = list(db.session.scalars(
+        select(Payment.payment_intent_id)
+        .where(Payment.status == "succeeded", Payment.succeeded_at < cutoff,
+               or_(Payment.stripe_balance_transaction_id.is_(None),
+                   (Payment.charge_type == "destination") & untransferred.exists()))
+        .order_by(Payment.succeeded_at).limit(limit)))
+    db.session.commit()
+    for intent_id in intents:
+        handle_payment_intent_succeeded({"id": intent_id})
+    return len(intents)
+
+
 def _vendor_payment(charge: dict) -> dict | None:
-    """A destination charge's py_ on the vendor's account, with its balance transaction."""
+    """A destination charge's py_ on the vendor's account, with its balance transaction
+    (None while the charge has not settled: its transfer does not exist yet)."""
     transfer = charge.get("transfer")
-    if not transfer:
+    if not isinstance(transfer, dict):
         return None
     return stripe_gateway.retrieve_charge(
         transfer["destination_payment"], account=transfer["destination"], expand=["balance_transaction"]
@@ -197,16 +241,18 @@ def _vendor_payment(charge: dict) -> dict | None:
 
 
 def _record_success(payment: Payment, order: Order, charge: dict, vendor_payment: dict | None) -> None:
-    bt = charge["balance_transaction"]
     payment.status = "succeeded"
     payment.stripe_charge_id = charge["id"]
-    payment.stripe_balance_transaction_id = bt["id"]
-    payment.stripe_fee = int(bt["fee"])
     payment.decline_code = None
     payment.succeeded_at = payment.succeeded_at or utcnow()
-    entries.record_charge(bt, order.id)
-    if vendor_payment is not None:
-        _record_destination(order, charge, vendor_payment)
+    bt = charge.get("balance_transaction")
+    if isinstance(bt, dict):  # null until the charge settles
+        payment.stripe_balance_transaction_id = bt["id"]
+        payment.stripe_fee = int(bt["fee"])
+        entries.record_charge(bt, order.id)
+    if order.charge_type == "destination":
+        if vendor_payment is not None:
+            _record_destination(order, charge, vendor_payment)
     else:
         for split in order.splits:
             entries.record_platform_fee(split, split.platform_fee, key=f"platform-fee-{split.id}")
@@ -220,7 +266,7 @@ def _record_destination(order: Order, charge: dict, vendor_payment: dict) -> Non
     entries.record_transfer(transfer["balance_transaction"], split.vendor_id, split.id)
     entries.record_vendor_payment(vendor_payment["balance_transaction"], split.vendor_id,
                                   transfer["destination"], split.id)
-    if charge.get("application_fee"):
+    if isinstance(charge.get("application_fee"), dict):
         entries.record_application_fee(charge["application_fee"]["balance_transaction"], order.id)
     split.stripe_transfer_id = transfer["id"]
     if split.status == "pending":
@@ -262,6 +308,7 @@ from marketplace.payments.transfers import (  # noqa: E402
 
 __all__ = [
     "create_payment_intent", "confirm", "list_payments", "handle_payment_intent_succeeded",
+    "handle_charge_updated", "book_unsettled",
     "handle_payment_intent_failed", "handle_payment_intent_canceled", "handle_requires_action",
     "handle_charge_refunded", "handle_refund_updated", "handle_refund_failed", "handle_dispute_created",
     "handle_dispute_updated", "handle_dispute_closed", "handle_dispute_funds_withdrawn",

@@ -73,6 +73,7 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.payment_failed": _payments("handle_payment_intent_failed"),
     "payment_intent.canceled": _payments("handle_payment_intent_canceled"),
     "payment_intent.requires_action": _payments("handle_requires_action"),
+    "charge.updated": _payments("handle_charge_updated"),
     "charge.refunded": _payments("handle_charge_refunded"),
     "refund.updated": _payments("handle_refund_updated"),
     "refund.failed": _payments("handle_refund_failed"),

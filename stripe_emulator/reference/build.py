@@ -278,8 +278,12 @@ def _param_kind(tp, ns, seen):
         structured = [k for k in kinds if not isinstance(k, str)]
         if structured:
             kind = structured[0]
-            return [{"~": True, **kind[0]}] if isinstance(kind, list) and emptyable else (
-                {"~": True, **kind} if emptyable and isinstance(kind, dict) else kind)
+            marks = {"~": True} if emptyable else {}
+            if "str" in kinds:  # a hash, or an id / token in its place
+                marks["|str"] = True
+            if isinstance(kind, list):
+                return [{**marks, **kind[0]}]
+            return {**marks, **kind}
         scalars = sorted(set(kinds))
         if len(scalars) > 1 and all(k == "str" or k.startswith("enum:") for k in scalars):
             scalars = ["str"]  # Literal[...] | str: any string

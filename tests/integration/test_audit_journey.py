@@ -21,12 +21,12 @@ def test_a_paid_refunded_and_disputed_journey_is_audited(client, auth, emulator)
     _, admin = auth.user("admin")
     vendor = onboarded_vendor(emulator)
     order = order_for(client, shopper, [vendor], [2000])
-    assert pay(client, shopper, order["id"]).status_code == 200
+    assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
     refund = client.post(f"/api/orders/{order['id']}/refunds", headers=admin,
                          json={"amount": 500, "reason": "requested_by_customer"})
     assert refund.status_code == 201
     disputed = order_for(client, shopper, [vendor], [1500])
-    assert pay(client, shopper, disputed["id"], "pm_card_createDispute").status_code == 200
+    assert pay(client, shopper, disputed["id"], "pm_card_createDispute", emulator=emulator).status_code == 200
     db.session.rollback()
     intent = db.session.scalar(select(Payment.payment_intent_id).where(Payment.order_id == disputed["id"]))
     charge = emu(emulator, "GET", f"/v1/payment_intents/{intent}")["latest_charge"]

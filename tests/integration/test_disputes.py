@@ -8,7 +8,7 @@ from marketplace.ledger import service as ledger
 from marketplace.ledger.service import unbalanced_entries
 from marketplace.payments import service
 from marketplace.payments.models import Dispute
-from tests.payments_helpers import emu, onboarded_vendor, order_for, pay, stripe_balance
+from tests.payments_helpers import CARD_ONLY, emu, onboarded_vendor, order_for, pay, stripe_balance
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def disputed_order(client, auth, emulator, prices, vendors):
     shopper = auth.headers("shopper")
     sellers = [onboarded_vendor(emulator) for _ in range(vendors)]
     order = order_for(client, shopper, sellers, prices)
-    assert pay(client, shopper, order["id"], "pm_card_createDispute").status_code == 200
+    assert pay(client, shopper, order["id"], "pm_card_createDispute", emulator=emulator).status_code == 200
     [dispute] = emu(emulator, "GET", "/v1/disputes")["data"]
     return order, dispute, sellers, shopper
 
@@ -65,7 +65,8 @@ def test_won_dispute_on_a_destination_charge(client, auth, emulator):
 def top_up(emulator, amount):
     """Another sale, outside this ledger, whose funds are available at once; returns its net."""
     intent = emu(emulator, "POST", "/v1/payment_intents", amount=amount, currency="usd",
-                 payment_method="pm_card_bypassPending", confirm="true", **{"expand[]": "latest_charge.balance_transaction"})
+                 payment_method="pm_card_bypassPending", confirm="true", capture_method="automatic",
+                 **CARD_ONLY, **{"expand[]": "latest_charge.balance_transaction"})
     return intent["latest_charge"]["balance_transaction"]["net"]
 
 

@@ -48,10 +48,10 @@ def test_unpaid_orders_past_the_window_are_canceled_and_their_stock_released_onc
     vendor = onboarded_vendor(emulator)
     never_paid = order_for(client, shopper, [vendor], [1000], [3])
     declined = order_for(client, shopper, [vendor], [1500], [2])
-    assert pay(client, shopper, declined["id"], "pm_card_chargeDeclinedInsufficientFunds").status_code == 402
+    assert pay(client, shopper, declined["id"], "pm_card_chargeDeclinedInsufficientFunds", emulator=emulator).status_code == 402
     recent = order_for(client, shopper, [vendor], [700], [4])
     paid = order_for(client, shopper, [vendor], [900], [1])
-    assert pay(client, shopper, paid["id"]).status_code == 200
+    assert pay(client, shopper, paid["id"], emulator=emulator).status_code == 200
     for order, hours in ((never_paid, 26), (declined, 25), (paid, 25)):
         _placed_hours_ago(order["id"], hours)
     _placed_hours_ago(recent["id"], 23)

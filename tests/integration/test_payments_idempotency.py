@@ -50,7 +50,7 @@ def test_confirm_replay_and_reuse_with_another_body(client, shopper, emulator):
 def test_refund_and_cancel_replay(client, shopper, auth, emulator):
     admin = auth.headers("admin")
     order = order_for(client, shopper, [onboarded_vendor(emulator), onboarded_vendor(emulator)], [1000, 1000])
-    pay(client, shopper, order["id"])
+    pay(client, shopper, order["id"], emulator=emulator)
     url = f"/api/orders/{order['id']}/refunds"
     body = {"amount": 300, "reason": "duplicate"}
     first = client.post(url, json=body, headers=keyed(admin, "r-1"))

@@ -42,9 +42,9 @@ def test_a_run_pays_each_vendor_its_ledger_balance_and_a_failed_payout_comes_bac
     alice, bob, carol = vendor(emulator), vendor(emulator), vendor(emulator, bank=FAILING_BANK)
     for seller, prices in ((alice, [1000, 2500]), (bob, [4000]), (carol, [3000])):
         for price in prices:
-            sell(client, shopper, seller, price)
+            sell(client, shopper, seller, price, emulator)
     advance(emulator, 3)
-    young = sell(client, shopper, alice, 700)  # inside the hold: waits for a later run
+    young = sell(client, shopper, alice, 700, emulator)  # inside the hold: waits for a later run
     advance(emulator, 5)  # 8 days after the first sales, 5 after the young one
     owed = {s.id: ledger_balance(s) for s in (alice, bob, carol)}
     assert owed[alice.id] > 0 and owed[bob.id] > 0
@@ -86,7 +86,7 @@ def test_a_run_pays_each_vendor_its_ledger_balance_and_a_failed_payout_comes_bac
 
 def test_a_dry_run_creates_nothing_on_stripe_and_posts_nothing(client, shopper, emulator):
     seller = vendor(emulator)
-    sell(client, shopper, seller, 5000)
+    sell(client, shopper, seller, 5000, emulator)
     advance(emulator, 8)
     entries = db.session.scalar(select(func.count()).select_from(JournalEntry))
     run = service.run_now(dry_run=True)
@@ -101,7 +101,7 @@ def test_a_payout_is_capped_at_the_stripe_available_balance(client, shopper, emu
     from marketplace import stripe_gateway
 
     seller = vendor(emulator)
-    sell(client, shopper, seller, 5000)
+    sell(client, shopper, seller, 5000, emulator)
     advance(emulator, 8)
     owed = ledger_balance(seller)
     monkeypatch.setattr(stripe_gateway, "retrieve_balance",
@@ -113,7 +113,7 @@ def test_a_payout_is_capped_at_the_stripe_available_balance(client, shopper, emu
 def test_admin_runs_vendor_payouts_and_the_lock(app, client, auth, emulator):
     user, headers = auth.user("vendor")
     seller, shopper, admin = vendor(emulator, user=user), auth.headers("shopper"), auth.headers("admin")
-    sell(client, shopper, seller, 2000)
+    sell(client, shopper, seller, 2000, emulator)
     advance(emulator, 8)
     created = client.post("/api/admin/payout-runs", json={"currency": "usd"}, headers=admin)
     assert created.status_code == 202, created.get_json()

@@ -26,7 +26,7 @@ def sellers(client, auth, emulator):
     shopper = auth.headers("shopper")
     rows = [vendor(emulator) for _ in range(3)]
     for index, seller in enumerate(rows):
-        sell(client, shopper, seller, 1000 * (index + 2))
+        sell(client, shopper, seller, 1000 * (index + 2), emulator)
     advance(emulator, 8)
     owed = {seller.id: ledger_balance(seller) for seller in rows}
     return rows, owed

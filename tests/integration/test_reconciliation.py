@@ -32,9 +32,9 @@ def admin(auth):
     return auth.headers("admin")
 
 
-def _paid(client, shopper, sellers, prices, method="pm_card_visa"):
+def _paid(client, shopper, sellers, prices, method="pm_card_visa", emulator=None):
     order = order_for(client, shopper, sellers, prices)
-    assert pay(client, shopper, order["id"], method).status_code == 200
+    assert pay(client, shopper, order["id"], method, emulator=emulator).status_code == 200
     return order
 
 
@@ -63,7 +63,7 @@ def test_only_admins_and_unknown_runs_404(client, auth, admin):
 def test_runs_are_listed_and_an_account_job_rerun_counts_once(client, shopper, admin, emulator):
     seller = onboarded_vendor(emulator)
     start = emulator_now(emulator) - 60
-    order = _paid(client, shopper, [seller], [1000])
+    order = _paid(client, shopper, [seller], [1000], emulator=emulator)
     charge = db.session.scalar(select(Payment.stripe_charge_id).where(Payment.order_id == order["id"]))
     bt = emu(emulator, "GET", "/v1/charges/" + charge)["balance_transaction"]
     delete_entry(bt)
@@ -85,7 +85,7 @@ def test_runs_are_listed_and_an_account_job_rerun_counts_once(client, shopper, a
 def test_cli_run_prints_progress_and_counts(client, shopper, emulator, app):
     seller = onboarded_vendor(emulator)
     start = emulator_now(emulator) - 60
-    _paid(client, shopper, [seller], [2000])
+    _paid(client, shopper, [seller], [2000], emulator=emulator)
     runner = app.test_cli_runner()
     result = runner.invoke(args=["reconcile", "run", "--from", iso(start), "--to", iso(emulator_now(emulator) + 60)])
     assert result.exit_code == 0, result.output
@@ -127,9 +127,9 @@ def test_fan_out_through_rq(redis_app, emulator, monkeypatch):
 
 def test_revenue_report_matches_hand_computed_figures(client, shopper, admin, emulator):
     alice, bob = onboarded_vendor(emulator), onboarded_vendor(emulator)
-    solo = _paid(client, shopper, [alice], [1000])  # fee 100 (10%), Stripe 59
-    _paid(client, shopper, [alice, bob], [3000, 2000])  # fees 300 + 200, Stripe 175
-    disputed = _paid(client, shopper, [bob], [2500], "pm_card_createDispute")  # fee 250, Stripe 103 + 1500
+    solo = _paid(client, shopper, [alice], [1000], emulator=emulator)  # fee 100 (10%), Stripe 59
+    _paid(client, shopper, [alice, bob], [3000, 2000], emulator=emulator)  # fees 300 + 200, Stripe 175
+    disputed = _paid(client, shopper, [bob], [2500], "pm_card_createDispute", emulator=emulator)  # fee 250, Stripe 103 + 1500
     refund = client.post(f"/api/orders/{solo['id']}/refunds", json={"amount": 500, "reason": "duplicate"}, headers=admin)
     assert refund.status_code == 201  # returns half the application fee: 50
     charge = db.session.scalar(select(Payment.stripe_charge_id).where(Payment.order_id == disputed["id"]))
@@ -152,7 +152,7 @@ def test_revenue_report_matches_hand_computed_figures(client, shopper, admin, em
 def test_a_stripe_outage_fails_the_run_and_the_retried_job_completes_it(client, shopper, admin, emulator):
     seller = onboarded_vendor(emulator)
     start = emulator_now(emulator) - 60
-    _paid(client, shopper, [seller], [1000])
+    _paid(client, shopper, [seller], [1000], emulator=emulator)
     window = [datetime.fromtimestamp(t, timezone.utc) for t in (start, emulator_now(emulator) + 60)]
     run = service.create_run(*window)
     service.start(run.id, fan_out=False)

@@ -56,8 +56,8 @@ def _sell_refund_dispute_and_pay_out(client, emulator, shopper, admin):
     third = order_for(client, shopper, [carol], [4000])
     disputed = order_for(client, shopper, [bob], [2500])
     for order in (solo, mixed, third):
-        assert pay(client, shopper, order["id"]).status_code == 200
-    assert pay(client, shopper, disputed["id"], "pm_card_createDispute").status_code == 200
+        assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
+    assert pay(client, shopper, disputed["id"], "pm_card_createDispute", emulator=emulator).status_code == 200
     for order, amount in ((solo, 1200), (mixed, 1500)):
         refund = client.post(f"/api/orders/{order['id']}/refunds", json={"amount": amount, "reason": "requested_by_customer"},
                              headers=admin)

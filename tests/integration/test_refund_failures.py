@@ -35,7 +35,7 @@ def admin(auth):
 def paid_order(client, shopper, emulator, prices, vendors):
     sellers = [onboarded_vendor(emulator) for _ in range(vendors)]
     order = order_for(client, shopper, sellers, prices)
-    assert pay(client, shopper, order["id"]).status_code == 200
+    assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
     return order, sellers
 
 

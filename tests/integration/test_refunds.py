@@ -35,7 +35,7 @@ def refund(client, admin, order_id, **body):
 def paid_order(client, shopper, emulator, prices, vendors=3, quantities=None):
     sellers = [onboarded_vendor(emulator) for _ in range(vendors)]
     order = order_for(client, shopper, sellers, prices, quantities)
-    assert pay(client, shopper, order["id"]).status_code == 200
+    assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
     return order
 
 

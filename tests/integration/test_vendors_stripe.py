@@ -10,6 +10,7 @@ from marketplace.extensions import db
 from marketplace.vendors import service
 from marketplace.vendors.models import Vendor
 from tests.factories import ProductFactory
+from tests.payments_helpers import CARD_ONLY
 
 KEY = {"Authorization": "Bearer sk_test_emulator"}
 
@@ -187,7 +188,7 @@ def test_vendor_body_validation(client, auth, body):
 
 
 def _intent(emulator, confirm=False):
-    data = {"amount": 1000, "currency": "usd", "payment_method_types[]": "card"}
+    data = {"amount": 1000, "currency": "usd", **CARD_ONLY}
     if confirm:
         data.update(payment_method="pm_card_visa", confirm="true")
     response = requests.post(f"{emulator.url}/v1/payment_intents", data=data, headers=KEY, timeout=10)

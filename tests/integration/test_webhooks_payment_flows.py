@@ -162,6 +162,7 @@ def test_dispute(client, shopper, hooked_emulator, served_switch, mode, outcome)
         vendor = onboarded_vendor(hooked_emulator)
         order = order_for(client, shopper, [vendor], [4000])
         assert pay(client, shopper, order["id"], "pm_card_createDispute").status_code == 200
+        emu(hooked_emulator, "POST", "/_emulator/settle")  # the cardholder disputes it a moment later
         charge = db.session.scalar(select(Payment.stripe_charge_id).where(Payment.order_id == order["id"]))
         disputes = emu(hooked_emulator, "GET", "/v1/disputes", limit=100)["data"]
         dispute = next(d for d in disputes if d["charge"] == charge)
