@@ -347,10 +347,10 @@ class StripeFloor:
     def order(self, n: int, accounts: list[str]) -> None:
         from marketplace import stripe_gateway as gateway
         from marketplace.payments.refunds import REFUND_EXPAND
-        from marketplace.payments.service import SUCCESS_EXPAND
+        from marketplace.payments.service import AUTOMATIC_PAYMENT_METHODS, SUCCESS_EXPAND
 
         destination, amount, fee = n % 2 == 0, 4249, 425
-        params = {"amount": amount, "currency": "usd", "payment_method_types": ["card"],
+        params = {"amount": amount, "currency": "usd", "automatic_payment_methods": AUTOMATIC_PAYMENT_METHODS,
                   "metadata": {"order_id": f"ord_floor{n}"}}
         if destination:
             params.update(transfer_data={"destination": accounts[0]}, application_fee_amount=fee)
@@ -364,7 +364,7 @@ class StripeFloor:
         gateway.confirm_payment_intent(intent["id"], "pm_card_visa", f"floor-confirm-{n}")
         intent = gateway.retrieve_payment_intent(intent["id"], expand=SUCCESS_EXPAND)
         charge = intent["latest_charge"]
-        if destination:
+        if destination and charge.get("transfer"):  # settled already (asynchronous capture)
             gateway.retrieve_charge(charge["transfer"]["destination_payment"], account=accounts[0],
                                     expand=["balance_transaction"])
         self.record("POST /api/orders/{id}/confirm", time.perf_counter() - started)

@@ -172,7 +172,7 @@ class Emulator:
             "fee_details": [dict(d, currency=currency, application=None)
                             for d in fee_details],
             "net": amount - fee, "reporting_category": category, "source": source,
-            "status": "pending", "type": type, "_payout": payout,
+            "status": "pending", "type": type, "balance_type": "payments", "_payout": payout,
         }
         return self.store.add("balance_transaction", account, bt)
 

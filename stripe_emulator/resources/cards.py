@@ -113,6 +113,7 @@ def payment_method(emu, pm_id, customer=None):
     info = CARDS[pm_id]
     return {"id": pm_id, "object": "payment_method", "allow_redisplay": "unspecified",
             "created": emu.now(), "livemode": False, "type": "card", "customer": customer,
+            "customer_account": None,
             "metadata": {}, "billing_details": billing_details(),
             "card": card_details(info)}
 

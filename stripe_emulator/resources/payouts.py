@@ -58,6 +58,7 @@ def create_payout(ctx):
         "failure_balance_transaction": None, "failure_code": None,
         "failure_message": None, "livemode": False, "metadata": p.metadata() or {},
         "method": method, "original_payout": None, "reversed_by": None,
+        "reconciliation_status": "not_applicable",
         "source_type": "card", "statement_descriptor": p.str("statement_descriptor"),
         "status": "pending", "type": "bank_account",
         "_failure": PAYOUT_FAILURES.get(bank and bank["_number"]),

@@ -116,6 +116,7 @@ class EmulatorTarget:
     """The emulator as the Stripe under test."""
 
     real = False
+    key = "sk_test_emulator"
 
     def __init__(self, server):
         self.server = server
@@ -159,6 +160,8 @@ class StripeTarget:
 
     real = True
     control = None
+    url = "https://api.stripe.com"
+    key = REAL_KEY
 
     def client(self):
         return stripe.StripeClient(REAL_KEY, max_network_retries=2,
@@ -209,6 +212,12 @@ class StripeTarget:
     def events(self, client, since, account=None):
         time.sleep(2)  # events are listed a moment after they happen
         return _events(client, since, account)
+
+
+def raw(target, method, path, headers=None, **kwargs):
+    """A request to the target's API without the stripe package (to see headers)."""
+    headers = {"Authorization": "Bearer " + target.key, **(headers or {})}
+    return requests.request(method, target.url + path, headers=headers, timeout=30, **kwargs)
 
 
 def _opts(account=None):
