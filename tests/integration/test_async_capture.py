@@ -1,0 +1,205 @@
+"""Against today's Stripe: capture is asynchronous, 3-D Secure is the shopper's, off-session
+failures leave an order payable, refunds can wait. Through the emulator over HTTP."""
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from marketplace.extensions import db
+from marketplace.ledger.models import JournalEntry
+from marketplace.ledger.service import unbalanced_entries
+from marketplace.payments import service
+from marketplace.payments.models import Payment, Refund
+from tests.payments_helpers import assert_balances_match, deliver_events, emu, onboarded_vendor, order_for, pay, settle
+from tests.reconciliation_helpers import emulator_now, reconcile
+from tests.webhook_helpers import deliver
+
+
+@pytest.fixture
+def app(stripe_app):
+    yield stripe_app
+    db.session.rollback()
+    assert unbalanced_entries() == []
+
+
+@pytest.fixture
+def shopper(auth):
+    return auth.headers("shopper")
+
+
+@pytest.fixture
+def admin(auth):
+    return auth.headers("admin")
+
+
+def _entries() -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(JournalEntry))
+
+
+def _events(emulator, *types):
+    """The emulator's events of these types, in the order they happened."""
+    state = emulator.emulator
+    with state.lock:
+        events = sorted((e for (kind, _), items in state.store.lists.items() if kind == "event"
+                         for e in items if e["type"] in types), key=lambda e: e["_seq"])
+        return [{k: v for k, v in e.items() if not k.startswith("_")} for e in events]
+
+
+def _transfer_ids(client, shopper, order_id):
+    return [s["stripe_transfer_id"] for s in client.get(f"/api/orders/{order_id}", headers=shopper).get_json()["splits"]]
+
+
+@pytest.mark.parametrize("vendors", [1, 3])
+def test_the_charge_is_booked_once_when_it_settles(client, shopper, emulator, vendors):
+    sellers = [onboarded_vendor(emulator) for _ in range(vendors)]
+    order = order_for(client, shopper, sellers, [1500, 2500, 999][:vendors])
+    answer = pay(client, shopper, order["id"])  # no event delivered yet
+    assert answer.status_code == 200 and answer.get_json()["order_status"] == "paid"
+    payment = db.session.scalar(select(Payment).where(Payment.order_id == order["id"]))
+    assert payment.status == "succeeded" and payment.stripe_balance_transaction_id is None
+    emu(emulator, "POST", "/_emulator/settle")
+    # Only charge.updated says the charge settled (payment_intent.succeeded came before,
+    # and confirmation already handled it): delivered twice, as Stripe may.
+    for event in _events(emulator, "charge.updated") * 2:
+        assert deliver(client, event).status_code == 200
+    db.session.rollback()
+    assert db.session.get(Payment, payment.id).stripe_balance_transaction_id.startswith("txn_")
+    assert all(t and t.startswith("tr_") for t in _transfer_ids(client, shopper, order["id"]))
+    booked = _entries()
+    deliver_events(client, emulator)  # everything, in order: payment_intent.succeeded again
+    assert _entries() == booked
+    db.session.rollback()
+    payment = db.session.get(Payment, payment.id)
+    assert payment.stripe_balance_transaction_id.startswith("txn_") and payment.stripe_fee > 0
+    assert all(t and t.startswith("tr_") for t in _transfer_ids(client, shopper, order["id"]))
+    assert_balances_match(emulator, order["id"])
+    # booked: the worker's sweep never looks at it again, however old it is
+    payment.succeeded_at -= timedelta(hours=1)
+    db.session.commit()
+    assert service.book_unsettled() == 0 and _entries() == booked
+
+
+def test_a_lost_charge_updated_is_made_up_by_the_sweep(client, shopper, emulator):
+    order = order_for(client, shopper, [onboarded_vendor(emulator)], [4200])
+    assert pay(client, shopper, order["id"]).status_code == 200
+    emu(emulator, "POST", "/_emulator/settle")  # settled at Stripe, but its event never arrives
+    assert service.book_unsettled() == 0  # too early: the event is still expected
+    assert _transfer_ids(client, shopper, order["id"]) == [None]
+    payment = db.session.scalar(select(Payment).where(Payment.order_id == order["id"]))
+    payment.succeeded_at -= timedelta(minutes=3)
+    db.session.commit()
+    assert service.book_unsettled() == 1
+    assert _transfer_ids(client, shopper, order["id"])[0].startswith("tr_")
+    assert_balances_match(emulator, order["id"])
+    assert service.book_unsettled() == 0  # booked: never looked at again
+
+
+def test_the_sweep_is_scheduled():
+    from marketplace.worker import SCHEDULE
+
+    jobs = {s.name: s.job for s in SCHEDULE}
+    assert jobs["book-unsettled-payments"] == "jobs.maintenance.book_unsettled_payments"
+
+
+def test_separate_transfers_are_made_before_the_charge_settles(client, shopper, emulator):
+    sellers = [onboarded_vendor(emulator), onboarded_vendor(emulator)]
+    order = order_for(client, shopper, sellers, [3000, 1000])
+    assert pay(client, shopper, order["id"]).status_code == 200  # the transfer job ran inline
+    assert all(t.startswith("tr_") for t in _transfer_ids(client, shopper, order["id"]))
+    payment = db.session.scalar(select(Payment).where(Payment.order_id == order["id"]))
+    assert payment.stripe_balance_transaction_id is None  # the charge itself has not settled
+    settle(client, emulator)
+    assert_balances_match(emulator, order["id"])
+
+
+def test_three_d_secure_is_completed_by_the_shopper_only(client, shopper, emulator):
+    order = order_for(client, shopper, [onboarded_vendor(emulator)], [1800])
+    first = pay(client, shopper, order["id"], "pm_card_authenticationRequired").get_json()
+    assert first["status"] == "requires_action"
+    for _ in range(2):  # confirming again never gets round the authentication
+        again = client.post(f"/api/orders/{order['id']}/confirm",
+                            json={"payment_method": "pm_card_authenticationRequired"}, headers=shopper)
+        assert again.get_json()["status"] == "requires_action"
+    settle(client, emulator)
+    assert client.get(f"/api/orders/{order['id']}", headers=shopper).get_json()["status"] == "pending_payment"
+    emu(emulator, "POST", f"/_emulator/payment_intents/{first['payment_intent_id']}/authenticate")
+    settle(client, emulator)
+    assert client.get(f"/api/orders/{order['id']}", headers=shopper).get_json()["status"] == "paid"
+    assert_balances_match(emulator, order["id"])
+
+
+def test_an_off_session_payment_needing_authentication_leaves_the_order_payable(client, shopper, emulator):
+    order = order_for(client, shopper, [onboarded_vendor(emulator)], [2100])
+    intent = client.post(f"/api/orders/{order['id']}/payment-intent", headers=shopper).get_json()
+    failed = emu_raw(emulator, f"/v1/payment_intents/{intent['payment_intent_id']}/confirm",
+                     payment_method="pm_card_authenticationRequired", off_session="true")
+    assert failed.status_code == 402 and failed.json()["error"]["code"] == "authentication_required"
+    settle(client, emulator)  # payment_intent.payment_failed reaches the app
+    after = client.get(f"/api/orders/{order['id']}", headers=shopper).get_json()
+    assert after["status"] == "payment_failed" and after["payment"]["status"] == "requires_payment_method"
+    assert db.session.scalar(select(Payment.decline_code)) == "authentication_required"
+    paid = client.post(f"/api/orders/{order['id']}/confirm", json={"payment_method": "pm_card_visa"}, headers=shopper)
+    assert paid.status_code == 200 and paid.get_json()["order_status"] == "paid"
+    settle(client, emulator)
+    assert_balances_match(emulator, order["id"])
+
+
+def emu_raw(emulator, path, **form):
+    import requests
+
+    return requests.post(f"{emulator.url}{path}", data=form, timeout=10,
+                         headers={"Authorization": "Bearer sk_test_emulator"})
+
+
+def _refund(client, admin, order_id, **body):
+    return client.post(f"/api/orders/{order_id}/refunds", json={"reason": "requested_by_customer", **body},
+                       headers=admin)
+
+
+@pytest.mark.parametrize("vendors", [1, 2])
+def test_a_pending_refund_is_shown_pending_and_booked_when_it_succeeds(client, shopper, admin, emulator, vendors):
+    sellers = [onboarded_vendor(emulator) for _ in range(vendors)]
+    order = order_for(client, shopper, sellers, [2000, 1000][:vendors])
+    assert pay(client, shopper, order["id"], "pm_card_pendingRefund", emulator=emulator).status_code == 200
+    booked = _entries()
+    answer = _refund(client, admin, order["id"], amount=600)
+    assert answer.status_code == 201 and answer.get_json()["status"] == "pending"
+    refund_id = answer.get_json()["id"]
+    assert _entries_of("refund") == []  # nothing moved for the shopper yet: nothing booked for it
+    assert _entries() > booked  # what did move is: the vendors' shares taken back
+    settle(client, emulator)  # Stripe puts the refund through; refund.updated reaches the app
+    db.session.rollback()
+    assert db.session.get(Refund, refund_id).status == "succeeded"
+    assert len(_entries_of("refund")) == 1
+    assert_balances_match(emulator, order["id"])
+    _reconciled(client, admin, emulator)
+
+
+def test_a_refund_the_platform_cannot_cover_waits_and_is_booked_after(client, shopper, admin, emulator):
+    emu(emulator, "POST", "/_emulator/platform", debit_negative_balances=False)
+    order = order_for(client, shopper, [onboarded_vendor(emulator)], [1000])
+    assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
+    answer = _refund(client, admin, order["id"])
+    assert answer.status_code == 201 and answer.get_json()["status"] == "pending"
+    assert _entries_of("refund") == []
+    top_up = order_for(client, shopper, [onboarded_vendor(emulator)], [5000])
+    assert pay(client, shopper, top_up["id"], emulator=emulator).status_code == 200  # money comes in
+    db.session.rollback()
+    assert db.session.get(Refund, answer.get_json()["id"]).status == "succeeded"
+    assert len(_entries_of("refund")) == 1
+    assert_balances_match(emulator, order["id"])
+    _reconciled(client, admin, emulator)
+
+
+def _entries_of(kind):
+    db.session.rollback()
+    return list(db.session.scalars(select(JournalEntry).where(JournalEntry.kind == kind)))
+
+
+def _reconciled(client, admin, emulator):
+    now = emulator_now(emulator)
+    run = reconcile(client, admin, now - 3600, now + 3600)
+    assert run["status"] == "completed" and run["counts"]["matched"] > 0
+    assert {k: v for k, v in run["counts"].items() if k != "matched"} == {
+        "missing_in_ledger": 0, "missing_in_stripe": 0, "amount_mismatch": 0}, run["discrepancies"]
