@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: demo test run worker emulator migrate bench clean
+.PHONY: demo test test-stripe run worker emulator migrate bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(BIN)/.installed  ## the end-to-end tour on the embedded defaults (SQLite
 
 test: $(BIN)/.installed  ## the whole suite (PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
 	$(BIN)/python -m pytest -q
+
+test-stripe: $(BIN)/.installed  ## the conformance tests and Stripe-facing flows against Stripe's test mode
+	@test -n "$$STRIPE_TEST_SECRET_KEY" || { echo "set STRIPE_TEST_SECRET_KEY=sk_test_... (a test-mode key)"; exit 2; }
+	$(BIN)/python -m pytest -q tests/emulator tests/integration/test_stripe_flows.py
 
 run: $(BIN)/.installed  ## the API under gunicorn on :8000
 	$(BIN)/flask db upgrade

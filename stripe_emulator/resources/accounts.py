@@ -169,7 +169,33 @@ def create_account(ctx):
     acct["_requested_at"] = {name: emu.now() for name in acct["capabilities"]}
     emu.store.add("account", emu.platform_id, acct)
     _external_account(emu, acct, p)
+    _record_details(acct, p)
+    _verify_later(emu, acct)
     return show(ctx, acct)
+
+
+def _record_details(acct, p):
+    """Keep what verification needs: terms accepted (date and ip), a person or a company."""
+    tos = p.sub("tos_acceptance")
+    if tos.has("date"):
+        acct["tos_acceptance"]["date"] = tos.int("date")
+    if tos.has("ip"):
+        acct["tos_acceptance"]["ip"] = tos.str("ip")
+    if p.has("individual") or p.has("company"):
+        acct["_identity"] = True
+
+
+def _verify_later(emu, acct):
+    """A Custom account given Stripe's test verification data (accepted terms, a person or a
+    company, a bank account) is verified a moment later, as in Stripe's test mode; an
+    Express or Standard account is onboarded by its owner in Stripe's hosted flow."""
+    tos = acct["tos_acceptance"]
+    if acct["type"] != "custom" or acct["details_submitted"] or not (
+            tos.get("date") and tos.get("ip") and acct.get("_identity")
+            and acct["_external_accounts"]):
+        return
+    emu.scheduler.add(("verify", acct["id"]), emu.settle_delay,
+                      lambda: acct["details_submitted"] or onboard(emu, acct))
 
 
 _EU = frozenset("AT BE BG CY DE EE ES FI FR GR HR IE IT LT LU LV MT NL PT RO SI SK".split())
@@ -218,7 +244,9 @@ def update_account(ctx):
     apply_metadata(acct, p)
     _capabilities(p, acct)
     _external_account(ctx.emu, acct, p)
+    _record_details(acct, p)
     account_updated(ctx.emu, acct, before)
+    _verify_later(ctx.emu, acct)
     return show(ctx, acct)
 
 

@@ -26,6 +26,8 @@ from .shapes import ShapeChecker
 
 SHAPES = ShapeChecker()
 REAL_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY")
+# Stripe itself unless told otherwise (e.g. an emulator started apart, to try this mode here).
+REAL_BASE = os.environ.get("STRIPE_TEST_API_BASE") or "https://api.stripe.com"
 if REAL_KEY and not REAL_KEY.startswith("sk_test_"):
     raise pytest.UsageError("STRIPE_TEST_SECRET_KEY must be a test-mode key (sk_test_...)")
 
@@ -160,11 +162,13 @@ class StripeTarget:
 
     real = True
     control = None
-    url = "https://api.stripe.com"
+    url = REAL_BASE
     key = REAL_KEY
 
     def client(self):
-        return stripe.StripeClient(REAL_KEY, max_network_retries=2,
+        bases = {"api": REAL_BASE, "connect": REAL_BASE, "files": REAL_BASE} \
+            if REAL_BASE != "https://api.stripe.com" else None
+        return stripe.StripeClient(REAL_KEY, max_network_retries=2, base_addresses=bases or {},
                                    http_client=ValidatingClient())
 
     def vendor(self, client, country="US", bank_account_number=None):
@@ -191,8 +195,8 @@ class StripeTarget:
         })
         deadline = time.time() + 60
         while time.time() < deadline:
-            current = client.v1.accounts.retrieve(acct.id)
-            if (current.capabilities or {}).get("transfers") == "active":
+            current = client.v1.accounts.retrieve(acct.id).to_dict()
+            if (current.get("capabilities") or {}).get("transfers") == "active":
                 return acct.id
             time.sleep(2)
         raise AssertionError("test account %s was not verified in 60 s" % acct.id)

@@ -1,4 +1,6 @@
 """Destination charges: the worked examples of STRIPE.md, to the cent."""
+import pytest
+
 from .helpers import balance, bts, check_balance_matches, event_types, opts, pay
 
 DAY = 86400
@@ -45,6 +47,7 @@ def test_destination_charge_with_application_fee(client, control, vendor):
         "balance.available"]
 
 
+@pytest.mark.emulator_only  # a fresh platform account
 def test_destination_with_transfer_amount(client, vendor):
     pay(client, 1000, transfer_data={"destination": vendor, "amount": 877})
     assert bts(client) == [("charge", 1000, 59, 941, "charge", "ch_"),
@@ -53,6 +56,7 @@ def test_destination_with_transfer_amount(client, vendor):
     assert client.v1.application_fees.list().data == []
 
 
+@pytest.mark.emulator_only  # a fresh platform account
 def test_full_refund_with_reverse_transfer_and_fee(client, vendor):
     pi = pay(client, 1000, transfer_data={"destination": vendor},
              application_fee_amount=123)

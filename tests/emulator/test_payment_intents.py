@@ -6,6 +6,7 @@ import stripe
 from .helpers import bts, event_types, opts, pay
 
 
+@pytest.mark.emulator_only  # a fresh platform account
 def test_declines_keep_last_payment_error(client):
     with pytest.raises(stripe.CardError) as err:
         pay(client, 1000, pm="pm_card_chargeDeclinedInsufficientFunds")
@@ -95,6 +96,7 @@ def test_manual_capture_partial_and_cancel(client, control, vendor):
     assert err.value.code == "payment_intent_unexpected_state"
 
 
+@pytest.mark.emulator_only  # a fresh platform account
 def test_update_and_list_pagination(client):
     pi = client.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
     assert pi.status == "requires_payment_method"
@@ -159,6 +161,7 @@ def test_not_found(client, vendor):
         client.v1.payment_intents.retrieve(pi.id, options=opts(vendor))
 
 
+@pytest.mark.emulator_only  # a fresh platform account
 def test_direct_charge_on_connected_account(client, vendor):
     pi = pay(client, 1000, account=vendor, application_fee_amount=100)
     assert pi.status == "succeeded"

@@ -1,4 +1,5 @@
 """Form decoding, the in-process server object, balance transaction filters and reset."""
+import pytest
 import requests
 
 from stripe_emulator import create_app, start_server
@@ -104,6 +105,7 @@ def test_remaining_endpoints_validate(client, control, vendor):
     assert client.v1.accounts.delete(other.id).deleted is True
 
 
+@pytest.mark.emulator_only  # a fresh platform account
 def test_parallel_requests_keep_balances_consistent(client, server, vendor):
     import threading
 

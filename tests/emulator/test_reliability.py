@@ -166,6 +166,7 @@ def test_authentication(server, emu):
     assert other.status_code == 403
 
 
+@pytest.mark.emulator_only  # a fresh platform account
 def test_nested_form_parameters_and_expand(client, server, vendor):
     body = ("amount=1000&currency=usd&payment_method=pm_card_visa&confirm=true"
             "&capture_method=automatic&automatic_payment_methods[enabled]=true"
