@@ -1,4 +1,6 @@
-"""Currencies, minimum amounts and Stripe's processing fee, all in integer minor units."""
+"""Currencies, minimum amounts, Stripe's processing fee and currency conversion, all in
+integer minor units (conversion rates are Decimals: money is never a float here)."""
+from decimal import ROUND_HALF_UP, Decimal
 
 ZERO_DECIMAL = frozenset(
     "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
@@ -58,3 +60,35 @@ def pro_rata(part, whole, total):
     if whole == 0:
         return 0
     return round_half_up_div(part * total, whole)
+
+
+# Fixed test exchange rates: the US dollar value of one major unit of each currency.
+USD_PER_UNIT = {
+    "usd": "1", "eur": "1.08", "gbp": "1.27", "chf": "1.13", "cad": "0.73", "aud": "0.66",
+    "nzd": "0.60", "sgd": "0.74", "hkd": "0.128", "sek": "0.095", "nok": "0.093",
+    "dkk": "0.145", "pln": "0.25", "czk": "0.043", "huf": "0.0028", "mxn": "0.058",
+    "brl": "0.20", "inr": "0.012", "jpy": "0.0067", "krw": "0.00075", "clp": "0.0011",
+    "kwd": "3.25", "bhd": "2.65", "jod": "1.41", "omr": "2.60", "tnd": "0.32",
+}
+
+
+def exchange_rate(src, dst):
+    """How many major units of `dst` one major unit of `src` buys (a Decimal)."""
+    return Decimal(USD_PER_UNIT.get(src, "1")) / Decimal(USD_PER_UNIT.get(dst, "1"))
+
+
+def convert(amount, src, dst):
+    """`amount` minor units of `src` in minor units of `dst`, rounded half up (three-decimal
+    currencies to a multiple of 10)."""
+    if src == dst:
+        return amount
+    major = Decimal(amount).scaleb(-exponent(src)) * exchange_rate(src, dst)
+    minor = major.scaleb(exponent(dst)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    if exponent(dst) == 3:
+        minor = (minor / 10).quantize(Decimal(1), rounding=ROUND_HALF_UP) * 10
+    return int(minor)
+
+
+def display_rate(src, dst):
+    """The `exchange_rate` a balance transaction shows (a number, as Stripe's API has it)."""
+    return float(exchange_rate(src, dst).quantize(Decimal("0.000001")))

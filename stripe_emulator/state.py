@@ -81,12 +81,22 @@ class Emulator:
             self._set_up = set()
             # refunds waiting for funds or for the card network, oldest first
             self.pending_refunds = []
-            # the platform account's own settings (the `platform` control)
-            self.platform_settings = {"debit_negative_balances": True}
+            # the platform's balance settings (GET/POST /v1/balance_settings): Stripe may
+            # debit its bank account when its balance cannot cover a refund
+            self.debit_negative_balances = True
+            # the currencies the platform settles in (multi-currency settlement is set in
+            # Stripe's Dashboard; here by the `platform` control): a charge in any other
+            # currency is converted to the default one
+            self.default_currency = "usd"
+            self.settlement_currencies = {"usd"}
 
     def now(self):
         """Emulator time in unix seconds."""
         return self.clock.now()
+
+    def settlement_currency(self, currency):
+        """The currency the platform's balance takes a charge in `currency` in."""
+        return currency if currency in self.settlement_currencies else self.default_currency
 
     def set_up(self, customer, payment_method):
         """Remember that a card was set up for future use (SetupIntent, setup_future_usage)."""
@@ -160,7 +170,7 @@ class Emulator:
         return max(self.now(), available_on or 0)
 
     def add_bt(self, account, type, amount, currency, source, category, description=None,
-               fee_details=(), available_on=None, payout=None):
+               fee_details=(), available_on=None, payout=None, exchange_rate=None):
         """Record a balance transaction on `account`; net = amount - fee."""
         fee = sum(d["amount"] for d in fee_details)
         now = self.now()
@@ -168,7 +178,7 @@ class Emulator:
             "id": new_id("txn"), "object": "balance_transaction", "amount": amount,
             "available_on": now if available_on is None else available_on,
             "created": now, "currency": currency, "description": description,
-            "exchange_rate": None, "fee": fee,
+            "exchange_rate": exchange_rate, "fee": fee,
             "fee_details": [dict(d, currency=currency, application=None)
                             for d in fee_details],
             "net": amount - fee, "reporting_category": category, "source": source,

@@ -250,6 +250,12 @@ def _record_success(payment: Payment, order: Order, charge: dict, vendor_payment
         payment.stripe_balance_transaction_id = bt["id"]
         payment.stripe_fee = int(bt["fee"])
         entries.record_charge(bt, order.id)
+        if bt["currency"] != order.currency:
+            # Booked as Stripe booked it, but the vendors' shares are in the order's currency:
+            # separate transfers cannot be made from it (Stripe refuses another currency).
+            log.error("charge %s of order %s was converted to %s: the platform does not settle "
+                      "in %s (enable multi-currency settlement for every supported currency)",
+                      charge["id"], order.id, bt["currency"], order.currency)
     if order.charge_type == "destination":
         if vendor_payment is not None:
             _record_destination(order, charge, vendor_payment)

@@ -36,7 +36,8 @@ OPTION_KEYS = set(RequestOptions.__annotations__)
 # by its top-level fields, enough to check an expand path through it).
 SERVED_OBJECTS = (
     "account", "account_link", "application_fee", "balance", "balance_transaction",
-    "bank_account", "capability", "card", "charge", "checkout.session", "customer", "dispute",
+    "balance_settings", "bank_account", "capability", "card", "charge", "checkout.session",
+    "customer", "dispute",
     "event", "fee_refund", "invoice", "invoice_payment", "item", "line_item", "login_link",
     "payment_intent", "payment_method", "payout", "price", "product", "refund", "setup_intent",
     "subscription", "subscription_item", "transfer", "transfer_reversal", "webhook_endpoint",

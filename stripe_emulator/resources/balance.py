@@ -60,3 +60,37 @@ def retrieve_balance_transaction(ctx):
 def retrieve_balance_history(ctx):
     """GET /v1/balance/history/{id}."""
     return retrieve_balance_transaction(ctx)
+
+
+def _balance_settings(emu):
+    return {"object": "balance_settings", "payments": {
+        "debit_negative_balances": emu.debit_negative_balances,
+        "payouts": {"minimum_balance_by_currency": {}, "schedule": {"interval": "daily"},
+                    "statement_descriptor": None, "status": "enabled",
+                    "automatic_transfer_rules_by_currency": {}},
+        "settlement_timing": {"delay_days": emu.available_after // 86400,
+                              "delay_days_override": None, "start_of_day": None}}}
+
+
+@route("GET", "/v1/balance_settings")
+def retrieve_balance_settings(ctx):
+    """GET /v1/balance_settings (the platform's; the emulator models the payments part)."""
+    return _balance_settings(ctx.emu)
+
+
+@route("POST", "/v1/balance_settings")
+def update_balance_settings(ctx):
+    """POST /v1/balance_settings: payments[debit_negative_balances] (whether Stripe may debit
+    the bank account when the balance cannot cover a refund; refunds wait when it may not)."""
+    p = ctx.params.check("payments")
+    payments = p.sub("payments")
+    for key in payments.data:
+        if key != "debit_negative_balances":
+            from ..errors import StripeError
+            raise StripeError("The Stripe emulator does not support the parameter "
+                              "payments[%s] on this endpoint (Stripe does)." % key,
+                              code="emulator_unsupported_parameter",
+                              param="payments[%s]" % key, saved=False)
+    if payments.has("debit_negative_balances"):
+        ctx.emu.debit_negative_balances = payments.bool("debit_negative_balances")
+    return _balance_settings(ctx.emu)

@@ -49,7 +49,7 @@ def new_charge(emu, owner, amount, cur, **fields):
         "source_transfer": None, "statement_descriptor": None,
         "statement_descriptor_suffix": None, "status": "succeeded", "transfer": None,
         "transfer_data": None, "transfer_group": None, "_refunds": [],
-        "_available_on": None, "_dispute": None, "_card": None,
+        "_available_on": None, "_dispute": None, "_card": None, "_settle_cur": None,
     }
     charge.update(fields)
     return emu.store.add("charge", owner, charge)
@@ -97,8 +97,11 @@ def capture(emu, charge, amount, synchronous=False):
     info = CARDS.get(charge["_card"])
     now = emu.now()
     bypass = bool(info and info.bypass)
+    owner = charge["_account"]
     charge.update(captured=True, amount_captured=amount,
                   _available_on=now if bypass else now + emu.available_after,
+                  _settle_cur=emu.settlement_currency(charge["currency"])
+                  if owner == emu.platform_id else charge["currency"],
                   amount_refunded=charge["amount"] - amount)
     if charge["application_fee_amount"] is not None:
         charge["application_fee_amount"] = min(charge["application_fee_amount"], amount)
@@ -109,6 +112,14 @@ def capture(emu, charge, amount, synchronous=False):
                           lambda: settle(emu, charge))
     emu.emit("charge.captured" if charge.get("_manual") else "charge.succeeded", charge,
              account=charge["_account"])
+
+
+def in_settlement(charge, amount):
+    """An amount of the charge's currency in the currency its balance transaction is in
+    (converted when the platform does not settle in the charge's currency)."""
+    if amount is None:
+        return None
+    return money.convert(amount, charge["currency"], charge.get("_settle_cur") or charge["currency"])
 
 
 def ensure_settled(emu, charge):
@@ -122,9 +133,9 @@ def settle(emu, charge, announce=True):
     from .transfers import make_application_fee, make_transfer
     if charge["balance_transaction"] is not None or not charge["captured"]:
         return
-    owner, cur = charge["_account"], charge["currency"]
-    amount = charge["amount_captured"]
-    fee_amount = charge["application_fee_amount"] or 0
+    owner, presented, cur = charge["_account"], charge["currency"], charge["_settle_cur"]
+    amount = in_settlement(charge, charge["amount_captured"])
+    fee_amount = in_settlement(charge, charge["application_fee_amount"] or 0)
     details = [{"amount": money.processing_fee(amount, cur),
                 "description": "Stripe processing fees", "type": "stripe_fee"}]
     direct = owner != emu.platform_id
@@ -132,7 +143,8 @@ def settle(emu, charge, announce=True):
         details.append({"amount": fee_amount, "description": "Application fee",
                         "type": "application_fee"})
     bt = emu.add_bt(owner, "charge", amount, cur, charge["id"], "charge",
-                    charge["description"], details, charge["_available_on"])
+                    charge["description"], details, charge["_available_on"],
+                    exchange_rate=money.display_rate(presented, cur) if cur != presented else None)
     previous = {"balance_transaction": None}
     charge["balance_transaction"] = bt["id"]
     dest = (charge["transfer_data"] or {}).get("destination")
@@ -140,7 +152,7 @@ def settle(emu, charge, announce=True):
         make_application_fee(emu, owner, charge, charge, fee_amount)
         previous["application_fee"] = None
     elif dest:
-        sent = charge["transfer_data"].get("amount") or amount
+        sent = in_settlement(charge, charge["transfer_data"].get("amount")) or amount
         transfer = make_transfer(emu, dest, sent, cur, source_charge=charge,
                                  transfer_group=charge["transfer_group"],
                                  app_fee=fee_amount)

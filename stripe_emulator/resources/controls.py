@@ -97,16 +97,23 @@ def capture_mode(ctx):
 
 @route("POST", "/_emulator/platform")
 def platform_settings(ctx):
-    """The platform account's settings: `debit_negative_balances` (default true: Stripe may
-    debit its bank account, so refunds never wait for funds; false: a refund its balance
-    cannot cover stays pending until it can)."""
+    """The platform's settlement currencies (multi-currency settlement, which Stripe sets in
+    its Dashboard): `settlement_currencies` (default ["usd"]) and `default_currency` ("usd").
+    A charge in a currency the platform does not settle in is converted to the default one."""
+    from .common import CURRENCIES
+    p = ctx.params
     emu = ctx.emu
     with emu.lock:
-        if ctx.params.has("debit_negative_balances"):
-            emu.platform_settings["debit_negative_balances"] = ctx.params.bool(
-                "debit_negative_balances")
-        emu.after_change()
-        return dict(emu.platform_settings)
+        if p.has("settlement_currencies"):
+            wanted = {c.lower() for c in p.list("settlement_currencies")}
+            if not wanted or not wanted <= CURRENCIES:
+                raise StripeError("settlement_currencies must be supported currencies.")
+            emu.settlement_currencies = wanted
+        if p.has("default_currency"):
+            emu.default_currency = p.str("default_currency").lower()
+        emu.settlement_currencies.add(emu.default_currency)
+        return {"default_currency": emu.default_currency,
+                "settlement_currencies": sorted(emu.settlement_currencies)}
 
 
 @route("POST", "/_emulator/settle")

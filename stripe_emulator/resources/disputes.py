@@ -13,6 +13,7 @@ in Stripe's test mode; the `close` control closes it at once.
 from .. import money
 from ..errors import invalid
 from ..routes import route
+from .charges import in_settlement
 from .common import apply_metadata, list_response, show
 
 EVIDENCE_FIELDS = (
@@ -56,9 +57,10 @@ def open_dispute(emu, charge, reason="fraudulent"):
     charge.update(disputed=True, _dispute=dispute["id"])
     emu.emit("charge.dispute.created", dispute, account=owner)
     if not inquiry:
-        bt = emu.add_bt(owner, "adjustment", -charge["amount"], cur, dispute["id"], "dispute",
-                        "Chargeback withdrawal for %s" % charge["id"],
-                        [{"amount": money.dispute_fee(cur), "description": "Dispute fee",
+        settled = charge["_settle_cur"]
+        bt = emu.add_bt(owner, "adjustment", -in_settlement(charge, charge["amount"]), settled,
+                        dispute["id"], "dispute", "Chargeback withdrawal for %s" % charge["id"],
+                        [{"amount": money.dispute_fee(settled), "description": "Dispute fee",
                           "type": "stripe_fee"}])
         dispute["_bts"].append(bt["id"])
         emu.emit("charge.dispute.funds_withdrawn", dispute, account=owner)
@@ -70,8 +72,9 @@ def _counter(emu, dispute):
     if dispute["_countered"] or dispute["status"].startswith("warning"):
         return
     dispute["_countered"] = True
-    bt = emu.add_bt(dispute["_account"], "stripe_fee", -money.dispute_fee(dispute["currency"]),
-                    dispute["currency"], dispute["id"], "fee",
+    settled = emu.store.find(dispute["charge"])["_settle_cur"]
+    bt = emu.add_bt(dispute["_account"], "stripe_fee", -money.dispute_fee(settled),
+                    settled, dispute["id"], "fee",
                     "Dispute countered fee for %s" % dispute["id"])
     dispute["_bts"].append(bt["id"])
 
@@ -91,13 +94,15 @@ def close_dispute(emu, dispute, outcome):
         return dispute
     dispute["status"] = outcome
     if outcome == "won":
-        bt = emu.add_bt(owner, "adjustment", dispute["amount"], dispute["currency"],
+        charge = emu.store.find(dispute["charge"])
+        settled = charge["_settle_cur"]
+        bt = emu.add_bt(owner, "adjustment", in_settlement(charge, dispute["amount"]), settled,
                         dispute["id"], "dispute_reversal",
                         "Chargeback reversal for %s" % dispute["charge"])
         dispute["_bts"].append(bt["id"])
         if dispute["_countered"]:
-            bt = emu.add_bt(owner, "stripe_fee", money.dispute_fee(dispute["currency"]),
-                            dispute["currency"], dispute["id"], "fee",
+            bt = emu.add_bt(owner, "stripe_fee", money.dispute_fee(settled),
+                            settled, dispute["id"], "fee",
                             "Dispute countered fee refund for %s" % dispute["id"])
             dispute["_bts"].append(bt["id"])
     emu.emit("charge.dispute.closed", dispute, account=owner, previous=previous)

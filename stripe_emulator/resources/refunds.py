@@ -14,7 +14,7 @@ from .. import money
 from ..errors import StripeError, invalid
 from ..routes import route
 from .cards import CARDS
-from .charges import ensure_settled
+from .charges import ensure_settled, in_settlement
 from .common import apply_metadata, list_response, positive_amount, show
 from .fees import refund_fee
 from .transfers import reverse
@@ -112,7 +112,8 @@ def create_refund(ctx):
         _hold(emu, refund, "processing")
         emu.scheduler.add(("refund", refund["id"]), emu.settle_delay,
                           lambda: _release(emu, refund))
-    elif not _fundable(emu, ctx.account, charge["currency"], amount - incoming):
+    elif not _fundable(emu, ctx.account, charge["_settle_cur"],
+                       in_settlement(charge, amount) - incoming):
         _hold(emu, refund, "insufficient_funds")
     else:
         _book(emu, refund)
@@ -136,7 +137,7 @@ def create_refund(ctx):
 
 
 def _fundable(emu, account, cur, amount):
-    if emu.platform_settings["debit_negative_balances"]:
+    if emu.debit_negative_balances:
         return True
     available, pending = emu.balance(account).get(cur, (0, 0))
     return available + pending >= amount
@@ -145,9 +146,17 @@ def _fundable(emu, account, cur, amount):
 def _book(emu, refund):
     """The refund's balance transaction (debits follow the funds of the charge it refunds)."""
     charge = emu.store.find(refund["charge"])
+    cur = charge["_settle_cur"]
     refund["balance_transaction"] = emu.add_bt(
-        refund["_account"], "refund", -refund["amount"], refund["currency"], refund["id"],
-        "refund", "REFUND FOR CHARGE", (), emu.later(charge["_available_on"]))["id"]
+        refund["_account"], "refund", -in_settlement(charge, refund["amount"]), cur, refund["id"],
+        "refund", "REFUND FOR CHARGE", (), emu.later(charge["_available_on"]),
+        exchange_rate=_rate(charge))["id"]
+
+
+def _rate(charge):
+    if charge["_settle_cur"] == charge["currency"]:
+        return None
+    return money.display_rate(charge["currency"], charge["_settle_cur"])
 
 
 def _hold(emu, refund, reason):
@@ -176,7 +185,9 @@ def release_funded(emu):
         refund = emu.store.find(rid)
         if refund is None or refund.get("pending_reason") != "insufficient_funds":
             continue
-        if _fundable(emu, refund["_account"], refund["currency"], refund["amount"]):
+        charge = emu.store.find(refund["charge"])
+        if _fundable(emu, refund["_account"], charge["_settle_cur"],
+                     in_settlement(charge, refund["amount"])):
             _release(emu, refund)
 
 
@@ -238,15 +249,16 @@ def fail_refund(emu, refund, reason):
     previous = {"status": refund["status"], "failure_reason": None,
                 "failure_balance_transaction": None}
     bt = None
+    charge = emu.store.find(refund["charge"])
     if refund["balance_transaction"]:
-        bt = emu.add_bt(account, "refund_failure", refund["amount"], refund["currency"],
-                        refund["id"], "refund_failure", "REFUND FAILURE")
+        bt = emu.add_bt(account, "refund_failure", in_settlement(charge, refund["amount"]),
+                        charge["_settle_cur"], refund["id"], "refund_failure", "REFUND FAILURE",
+                        exchange_rate=_rate(charge))
     if refund["id"] in emu.pending_refunds:
         emu.pending_refunds.remove(refund["id"])
     refund.pop("pending_reason", None)
     refund.update(status="failed", failure_reason=reason,
                   failure_balance_transaction=bt and bt["id"])
-    charge = emu.store.find(refund["charge"])
     charge["amount_refunded"] -= refund["amount"]
     charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
     emu.emit("refund.updated", refund, account=account, previous=previous)

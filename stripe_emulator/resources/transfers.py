@@ -9,7 +9,7 @@ from .. import money
 from ..errors import StripeError, invalid
 from ..routes import route
 from .accounts import check_transfer_region, require_transfers
-from .charges import new_charge
+from .charges import in_settlement, new_charge
 from .common import apply_metadata, currency, list_response, positive_amount, show
 
 
@@ -151,16 +151,18 @@ def create_transfer(ctx):
         if source["status"] != "succeeded" or not source["captured"]:
             raise invalid("The source_transaction charge must be captured and succeeded.",
                           "source_transaction")
-        if source["currency"] != cur:
+        settled = source["_settle_cur"]
+        if settled != cur:
             raise invalid("The currency of source_transaction's balance transaction (%s) "
                           "must be the same as the transfer currency (%s)"
-                          % (source["currency"], cur), "currency")
+                          % (settled, cur), "source_transaction")
         used = sum(t["amount"] for t in emu.store.all("transfer", ctx.account)
                    if t["source_transaction"] == source["id"])
-        if used + amount > source["amount_captured"]:
+        captured = in_settlement(source, source["amount_captured"])
+        if used + amount > captured:
             raise balance_insufficient(
                 "Transfers using this source_transaction would exceed the charge: %d of "
-                "%d already transferred." % (used, source["amount_captured"]))
+                "%d already transferred." % (used, captured))
     elif emu.balance(ctx.account).get(cur, (0, 0))[0] < amount:
         raise balance_insufficient()
     transfer = make_transfer(emu, dest, amount, cur, source_charge=source,

@@ -305,9 +305,10 @@ def test_a_pending_refund_is_booked_when_it_succeeds(client, target):
     assert refund.status == "succeeded" and refund.balance_transaction.startswith("txn_")
 
 
-@pytest.mark.emulator_only
+@pytest.mark.emulator_only  # needs a platform whose balance is small enough
 def test_a_refund_the_balance_cannot_cover_waits_for_funds(client, control, vendor):
-    control.post("platform", debit_negative_balances=False)
+    settings = client.v1.balance_settings.update(params={"payments": {"debit_negative_balances": False}})
+    assert settings.payments.debit_negative_balances is False
     pi = pay(client, 1000, transfer_data={"destination": vendor}, application_fee_amount=100)
     refund = client.v1.refunds.create(params={"payment_intent": pi.id})  # vendor keeps its share
     assert (refund.status, refund.pending_reason) == ("pending", "insufficient_funds")
@@ -443,3 +444,31 @@ def test_more_test_cards(client, pm, code, decline):
         pay(client, 1000, pm=pm, settle=False)
     assert err.value.code == code
     assert getattr(err.value.error, "decline_code", None) == decline
+
+
+@pytest.mark.emulator_only  # the platform's settlement currencies are set in Stripe's Dashboard
+def test_a_charge_in_a_currency_the_platform_does_not_settle_in_is_converted(client, control, vendor):
+    assert control.post("platform")["settlement_currencies"] == ["usd"]  # a US platform
+    pi = pay(client, 1000, currency="eur", transfer_group="order_fx",
+             expand=["latest_charge.balance_transaction"])
+    bt = pi.latest_charge.balance_transaction
+    assert (pi.latest_charge.amount, pi.latest_charge.currency) == (1000, "eur")
+    assert (bt.amount, bt.currency, bt.exchange_rate) == (1080, "usd", 1.08)
+    assert bt.fee == 61 and bt.net == 1019  # 2.9% + 30 of the converted amount
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.transfers.create(params={"amount": 500, "currency": "eur", "destination": vendor,
+                                           "source_transaction": pi.latest_charge.id})
+    assert err.value.user_message == ("The currency of source_transaction's balance transaction "
+                                      "(usd) must be the same as the transfer currency (eur)")
+    transfer = client.v1.transfers.create(params={"amount": 500, "currency": "usd",
+                                                  "destination": vendor,
+                                                  "source_transaction": pi.latest_charge.id})
+    assert transfer.currency == "usd"
+    refund = client.v1.refunds.create(params={"payment_intent": pi.id, "amount": 500,
+                                              "expand": ["balance_transaction"]})
+    assert (refund.amount, refund.currency) == (500, "eur")
+    assert (refund.balance_transaction.amount, refund.balance_transaction.currency) == (-540, "usd")
+    control.post("platform", settlement_currencies=["usd", "eur"])  # multi-currency settlement
+    settled = pay(client, 1000, currency="eur", expand=["latest_charge.balance_transaction"])
+    assert (settled.latest_charge.balance_transaction.currency,
+            settled.latest_charge.balance_transaction.exchange_rate) == ("eur", None)

@@ -139,6 +139,7 @@ def test_application_fee_refund_endpoint(client, vendor):
 
 def test_three_decimal_and_zero_decimal_fees(client, control):
     from .conftest import make_vendor
+    control.post("platform", settlement_currencies=["usd", "jpy", "kwd"])
     jp = make_vendor(client, control, country="JP")
     pi = pay(client, 1000, currency="jpy", transfer_data={"destination": jp},
              on_behalf_of=jp, application_fee_amount=100,

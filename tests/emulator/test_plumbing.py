@@ -38,6 +38,7 @@ def test_start_server_object():
 
 
 def test_balance_transaction_filters_and_cursors(client, control, vendor):
+    control.post("platform", settlement_currencies=["usd", "eur"])  # multi-currency settlement
     for amount in (1000, 2000, 3000):
         pay(client, amount)
     pay(client, 5000, currency="eur")

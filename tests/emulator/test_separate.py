@@ -35,7 +35,7 @@ def test_separate_transfers_share_the_charge(client, control):
         client.v1.transfers.create(params={
             "amount": 300, "currency": "eur", "destination": v2,
             "source_transaction": charge.id})
-    assert err.value.param == "currency"
+    assert err.value.param == "source_transaction"
     # funds of source-transaction transfers become available with the charge
     bt = client.v1.balance_transactions.retrieve(charge.balance_transaction)
     vbt = client.v1.balance_transactions.list(options=opts(v1)).data[0]

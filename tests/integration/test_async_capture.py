@@ -177,7 +177,7 @@ def test_a_pending_refund_is_shown_pending_and_booked_when_it_succeeds(client, s
 
 
 def test_a_refund_the_platform_cannot_cover_waits_and_is_booked_after(client, shopper, admin, emulator):
-    emu(emulator, "POST", "/_emulator/platform", debit_negative_balances=False)
+    emu(emulator, "POST", "/v1/balance_settings", **{"payments[debit_negative_balances]": "false"})
     order = order_for(client, shopper, [onboarded_vendor(emulator)], [1000])
     assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
     answer = _refund(client, admin, order["id"])
@@ -203,3 +203,16 @@ def _reconciled(client, admin, emulator):
     assert run["status"] == "completed" and run["counts"]["matched"] > 0
     assert {k: v for k, v in run["counts"].items() if k != "matched"} == {
         "missing_in_ledger": 0, "missing_in_stripe": 0, "amount_mismatch": 0}, run["discrepancies"]
+
+
+def test_a_charge_converted_by_stripe_is_booked_as_stripe_booked_it_and_flagged(client, shopper, emulator, caplog):
+    from tests.factories import ProductFactory
+
+    vendor = onboarded_vendor(emulator)
+    product = ProductFactory(vendor=None, vendor_id=vendor.id, price=2000, currency="eur", stock=5)
+    order = client.post("/api/orders", json={"items": [{"product_id": product.id, "quantity": 1}]},
+                        headers=shopper).get_json()
+    assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200  # a usd-only platform
+    entry = db.session.scalar(select(JournalEntry).where(JournalEntry.kind == "charge"))
+    assert entry is not None and {p.currency for p in entry.postings} == {"usd"}
+    assert "was converted to usd" in caplog.text
