@@ -20,12 +20,15 @@ def main(argv=None):
                         help="delivery attempts per event and endpoint")
     parser.add_argument("--webhook-backoff", type=float, default=0.5,
                         help="first retry delay in seconds (doubles each attempt)")
+    parser.add_argument("--settle-delay", type=float, default=1.0,
+                        help="seconds between a capture and its balance transaction, transfer "
+                             "and application fee (asynchronous capture)")
     args = parser.parse_args(argv)
     app, httpd = serve(args.host, args.port, webhook_url=args.webhook_url,
                        webhook_secret=args.webhook_secret,
                        available_after_days=args.available_after_days,
                        webhook_attempts=args.webhook_attempts,
-                       webhook_backoff=args.webhook_backoff)
+                       webhook_backoff=args.webhook_backoff, settle_delay=args.settle_delay)
     host, port = httpd.server_address[:2]
     print("stripe emulator listening on http://%s:%d" % (host, port), flush=True)
     try:

@@ -31,12 +31,24 @@ def retrieve_event(ctx):
     return show(ctx, ctx.emu.store.get("event", ctx.args["eid"], ctx.account, "event"))
 
 
+def _event_types(p):
+    """`enabled_events`, each one of the current API's event types (or `*`)."""
+    from .. import reference
+    events = p.list("enabled_events")
+    known = reference.event_types()
+    for i, name in enumerate(events):
+        if name not in known:
+            raise invalid("Invalid enabled_events[%d]: %s is not an event type of API %s."
+                          % (i, name, reference.api_version()), "enabled_events[%d]" % i)
+    return events
+
+
 @route("POST", "/v1/webhook_endpoints")
 def create_webhook_endpoint(ctx):
     """POST /v1/webhook_endpoints; the signing secret is only shown here."""
     p = ctx.params.check("url", "enabled_events", "connect", "description", "metadata",
                          "api_version", "disabled")
-    events = p.list("enabled_events")
+    events = _event_types(p)
     if not events:
         raise invalid("Missing required param: enabled_events.", "enabled_events",
                       code="parameter_missing")
@@ -75,7 +87,7 @@ def update_webhook_endpoint(ctx):
     if p.has("url"):
         endpoint["url"] = p.str("url")
     if p.has("enabled_events"):
-        endpoint["enabled_events"] = p.list("enabled_events")
+        endpoint["enabled_events"] = _event_types(p)
     if p.has("description"):
         endpoint["description"] = p.str("description")
     if p.has("disabled"):
