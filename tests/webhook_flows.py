@@ -78,13 +78,14 @@ def hooked_app(request, migrated, hooked_emulator, served_switch):
 
 
 def settle(emulator, timeout: float = 20) -> None:
-    """Wait until no delivery is pending and (with Redis) every queued job has run."""
+    """Wait until Stripe's own later work (charges settling, ...) is done, no delivery is
+    pending and (with Redis) every queued job has run."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        assert emulator.emulator.webhooks.wait_idle(timeout), "webhook deliveries did not finish"
+        assert emulator.emulator.wait_idle(timeout), "Stripe's work or its deliveries did not finish"
         if queue.is_inline() or not _drain():
             db.session.rollback()
-            if emulator.emulator.webhooks.wait_idle(0.01):
+            if emulator.emulator.wait_idle(0.01):
                 return
     raise AssertionError("the system did not settle")
 

@@ -28,7 +28,7 @@ from sqlalchemy import or_, select, update
 from marketplace import audit, fraud, idempotency, outbox, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.database import utcnow
-from marketplace.errors import Conflict, NotFound
+from marketplace.errors import AppError, Conflict, NotFound
 from marketplace.extensions import db
 from marketplace.orders.models import Order, OrderSplit
 from marketplace.payments import ledger_entries as entries
@@ -224,8 +224,16 @@ def book_unsettled(limit: int = 500) -> int:
                    (Payment.charge_type == "destination") & untransferred.exists()))
         .order_by(Payment.succeeded_at).limit(limit)))
     db.session.commit()
+    failed: AppError | None = None
     for intent_id in intents:
-        handle_payment_intent_succeeded({"id": intent_id})
+        try:
+            handle_payment_intent_succeeded({"id": intent_id})
+        except AppError as error:  # Stripe unreachable or busy: the others still go; next sweep retries
+            db.session.rollback()
+            log.warning("booking the charge of %s failed: %s", intent_id, error.code)
+            failed = failed or error
+    if failed is not None:
+        raise failed  # the job shows it failed
     return len(intents)
 
 

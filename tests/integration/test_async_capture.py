@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from marketplace.errors import ServiceUnavailable
 from marketplace.extensions import db
 from marketplace.ledger.models import JournalEntry
 from marketplace.ledger.service import unbalanced_entries
@@ -216,3 +217,21 @@ def test_a_charge_converted_by_stripe_is_booked_as_stripe_booked_it_and_flagged(
     entry = db.session.scalar(select(JournalEntry).where(JournalEntry.kind == "charge"))
     assert entry is not None and {p.currency for p in entry.postings} == {"usd"}
     assert "was converted to usd" in caplog.text
+
+
+def test_the_sweep_goes_on_past_a_payment_stripe_cannot_answer_for(client, shopper, emulator):
+    orders = [order_for(client, shopper, [onboarded_vendor(emulator)], [1000 + i]) for i in range(2)]
+    for order in orders:
+        assert pay(client, shopper, order["id"]).status_code == 200
+    emu(emulator, "POST", "/_emulator/settle")
+    for payment in db.session.scalars(select(Payment)):
+        payment.succeeded_at -= timedelta(minutes=3)
+    db.session.commit()
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/payment_intents/", mode="error", count=1,
+        method="GET")
+    with pytest.raises(ServiceUnavailable):  # the injected 500: Stripe unavailable
+        service.book_unsettled()
+    booked = [_transfer_ids(client, shopper, o["id"])[0] for o in orders]
+    assert sum(1 for t in booked if t) == 1  # the other one was still booked
+    assert service.book_unsettled() == 1  # and the one Stripe failed for, on the next sweep
+    assert all(_transfer_ids(client, shopper, o["id"])[0] for o in orders)
