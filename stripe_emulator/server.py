@@ -24,7 +24,7 @@ def check_version(requested):
     refused too, because the emulator serves only the current one (a deliberate difference).
     """
     current = reference.api_version()
-    if not requested or requested == current:
+    if not requested or requested in (current, current.split(".")[0]):
         return current
     if not _VERSION.match(requested) or requested.split(".")[0] > current.split(".")[0]:
         raise StripeError("Invalid Stripe API version: %s" % requested, status=400,

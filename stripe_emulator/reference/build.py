@@ -43,6 +43,7 @@ SERVED_OBJECTS = (
     "subscription", "subscription_item", "transfer", "transfer_reversal", "webhook_endpoint",
 )
 _NONE = type(None)
+SCALARS = {str: "str", bool: "bool", int: "int", float: "float"}
 
 
 def _object_name(cls) -> str | None:
@@ -104,14 +105,8 @@ class Objects:
 
     def _kind(self, tp, owner, field, module) -> str:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if tp is str:
-            return "str"
-        if tp is bool:
-            return "bool"
-        if tp is int:
-            return "int"
-        if tp is float:
-            return "float"
+        if tp in SCALARS:
+            return SCALARS[tp]
         if origin is typing.Union:
             refs = _forward_names(tp, module)
             if str in args and refs:  # ExpandableField["X"]: an id, or the object when expanded
@@ -292,14 +287,8 @@ def _param_kind(tp, ns, seen):
         return "~" + kind if emptyable else kind
     if origin in (typing.Literal, typing_extensions.Literal):
         return "enum:" + "|".join(str(a) for a in args)
-    if tp is str:
-        return "str"
-    if tp is bool:
-        return "bool"
-    if tp is int:
-        return "int"
-    if tp is float:
-        return "float"
+    if tp in SCALARS:
+        return SCALARS[tp]
     if origin in (list, typing.List):
         inner = _param_kind(args[0], ns, seen)
         return [inner] if isinstance(inner, dict) else "arr:" + inner

@@ -185,13 +185,14 @@ def _confirm(ctx, pi, pm, p):
     info = CARDS[pm]
     if info.behaviour == "authenticate" and _needs_authentication(emu, pi, info, off_session):
         if off_session or p.bool("error_on_requires_action", False):
-            _decline(ctx, pi, pm, "authentication_required", code="authentication_required")
+            raise failed_attempt(emu, pi, pm, "authentication_required",
+                                 code="authentication_required")
         pi.update(status="requires_action", _return_url=return_url,
                   next_action=_next_action(ctx, pi, return_url))
         emu.emit("payment_intent.requires_action", pi, account=ctx.account)
         return
     if info.behaviour == "decline":
-        _decline(ctx, pi, pm, info.decline_code, code=info.code)
+        raise failed_attempt(emu, pi, pm, info.decline_code, code=info.code)
     succeed(emu, pi, pm)
 
 
@@ -214,10 +215,10 @@ def _next_action(ctx, pi, return_url):
                                "source": "src_" + pi["id"][3:]}}
 
 
-def _decline(ctx, pi, pm, decline_code, code="card_declined"):
-    """A failed attempt: a failed charge, the PaymentIntent payable again, a 402."""
-    emu = ctx.emu
+def failed_attempt(emu, pi, pm, decline_code, code="card_declined"):
+    """A failed attempt: a failed charge, the PaymentIntent payable again; the 402 to answer."""
     info = CARDS[pm]
+    account = pi["_account"]
     charge = card_charge(emu, pi, pm, ok=False, decline=decline_code, code=code)
     message = decline_message(info, decline_code or code)
     error = {"type": "card_error", "code": code, "message": message,
@@ -227,12 +228,12 @@ def _decline(ctx, pi, pm, decline_code, code="card_declined"):
         error["decline_code"] = decline_code
     pi.update(status="requires_payment_method", latest_charge=charge["id"],
               next_action=None, payment_method=None, last_payment_error=error)
-    emu.emit("charge.failed", charge, account=ctx.account)
-    emu.emit("payment_intent.payment_failed", pi, account=ctx.account)
-    raise StripeError(message, type="card_error", code=code, status=402,
-                      decline_code=decline_code, headers={"Stripe-Should-Retry": "false"},
-                      extra={"charge": charge["id"], "payment_intent": show(ctx, pi),
-                             "payment_method": payment_method(emu, pm)})
+    emu.emit("charge.failed", charge, account=account)
+    emu.emit("payment_intent.payment_failed", pi, account=account)
+    return StripeError(message, type="card_error", code=code, status=402,
+                       decline_code=decline_code, headers={"Stripe-Should-Retry": "false"},
+                       extra={"charge": charge["id"], "payment_intent": emu.render(pi),
+                              "payment_method": payment_method(emu, pm)})
 
 
 def succeed(emu, pi, pm):
@@ -254,24 +255,13 @@ def succeed(emu, pi, pm):
 
 
 def authenticated(emu, pi):
-    """The customer completed 3-D Secure: the attempt goes on as the card then behaves."""
+    """The customer completed 3-D Secure: the attempt goes on as the card then behaves (a
+    decline after authentication answers nobody: the PaymentIntent and its events say it)."""
     info = CARDS[pi["payment_method"]]
     if info.after != "succeed":
-        ctx = _Bare(emu, pi["_account"])
-        try:
-            _decline(ctx, pi, pi["payment_method"], info.after)
-        except StripeError:
-            return
+        failed_attempt(emu, pi, pi["payment_method"], info.after)
+        return
     succeed(emu, pi, pi["payment_method"])
-
-
-class _Bare:
-    """The little of a request context `_decline` needs when the customer acts, not the API."""
-
-    def __init__(self, emu, account):
-        self.emu, self.account = emu, account
-        self.base_url = ""
-        self.params = None
 
 
 def authentication_failed(emu, pi):

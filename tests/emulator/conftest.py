@@ -133,15 +133,7 @@ class EmulatorTarget:
 
     def vendor(self, client, country="US", bank_account_number=None):
         """An onboarded Express account with manual payouts."""
-        acct = client.v1.accounts.create(params={
-            "type": "express", "country": country, "email": "vendor@example.com",
-            "capabilities": {"card_payments": {"requested": True},
-                             "transfers": {"requested": True}},
-            "settings": {"payouts": {"schedule": {"interval": "manual"}}},
-        })
-        body = {"bank_account_number": bank_account_number} if bank_account_number else {}
-        self.control.post("accounts/%s/onboard" % acct.id, **body)
-        return acct.id
+        return make_vendor(client, self.control, bank_account_number, country)
 
     def settle(self, client, charge_id, account=None):
         """The charge with its balance transaction (asynchronous capture done)."""
