@@ -96,6 +96,7 @@ class Config:
         self.OUTBOX_MAX_ATTEMPTS = _int(env, "OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
         # Processing attempts per webhook event before it is marked failed (then: replay).
         self.WEBHOOK_MAX_ATTEMPTS = _int(env, "WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
+        self.MOVEMENT_MAX_ATTEMPTS = _int(env, "MOVEMENT_MAX_ATTEMPTS", 10, minimum=1)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
         # flask-limiter syntax ("10 per minute; 100 per hour"), per client IP or per token.
         self.RATELIMIT_ENABLED = (env.get("RATELIMIT_ENABLED") or "true").lower() != "false"

@@ -17,6 +17,7 @@ def create_app(config: Config | None = None, overrides: Mapping[str, Any] | None
     configure(app, config or load_config(), overrides)
     register_extensions(app)
     register_blueprints(app)
+    register_movements()
     register_errors(app)
     register_hooks(app)
     register_commands(app)
@@ -32,6 +33,15 @@ def configure(app: Flask, config: Config, overrides: Mapping[str, Any] | None) -
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{path}"
     validate_settings(app.config)
     app.json.sort_keys = False
+
+
+def register_movements() -> None:
+    """The kinds of money movement the engine drives, from the domains that record them."""
+    from marketplace.payments.movement_kinds import register_kinds as payments_kinds
+    from marketplace.payouts.runs import register_kinds as payout_kinds
+
+    payments_kinds()
+    payout_kinds()
 
 
 def register_extensions(app: Flask) -> None:
@@ -78,6 +88,7 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.catalog.routes import blp as products_blp
     from marketplace.extensions import api
     from marketplace.health.routes import blp as health_blp
+    from marketplace.movements.routes import blp as admin_movements_blp
     from marketplace.orders.routes import blp as orders_blp
     from marketplace.payments.routes import blp as payments_blp
     from marketplace.payouts.routes import admin_blp as admin_payouts_blp
@@ -94,7 +105,7 @@ def register_blueprints(app: Flask) -> None:
         admin_vendors_blp, webhooks_blp, admin_webhooks_blp, vendor_payouts_blp, admin_payouts_blp,
     ):
         api.register_blueprint(blp)
-    for blp in (admin_reconciliation_blp, admin_reports_blp, admin_audit_blp):
+    for blp in (admin_reconciliation_blp, admin_reports_blp, admin_audit_blp, admin_movements_blp):
         api.register_blueprint(blp)
 
 

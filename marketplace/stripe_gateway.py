@@ -38,6 +38,12 @@ class StripeFailure(AppError):
     status, code, message = 502, "stripe_error", "The payment provider rejected the request."
 
 
+class StripeInFlight(AppError):
+    """The same request (idempotency key) is still being processed by Stripe: outcome unknown."""
+
+    status, code, message = 409, "stripe_request_in_flight", "The payment provider is still processing this request."
+
+
 class InvalidWebhook(AppError):
     status, code, message = 400, "invalid_signature", "The webhook signature could not be verified."
 
@@ -67,6 +73,8 @@ def translate_error(error: stripe.StripeError, client_params: Iterable[str] = ()
     """The AppError a Stripe error becomes; `client_params` are params the API client chose."""
     request_id = getattr(error, "request_id", None)
     details = {"stripe_request_id": request_id} if request_id else {}
+    if isinstance(error, stripe.IdempotencyError) and error.code == "idempotency_key_in_use":
+        return StripeInFlight(details=details, headers={"Retry-After": "2"})
     if isinstance(error, stripe.CardError):
         decline = (getattr(error.error, "decline_code", None) if error.error else None)
         return PaymentDeclined(details={**details, "decline_code": decline or "generic_decline"})
@@ -326,6 +334,31 @@ def retrieve_transfer(transfer_id: str, expand: list[str] | None = None) -> dict
     """A transfer as Stripe sees it now."""
     params = {"expand": expand} if expand else {}
     return to_dict(client().v1.transfers.retrieve(transfer_id, params))
+
+
+@_stripe_call()
+def list_transfers(transfer_group: str) -> list[dict]:
+    """Every transfer of a transfer group, with its balance transaction (to find one made
+    under an earlier attempt whose answer was lost)."""
+    page = client().v1.transfers.list({"transfer_group": transfer_group, "limit": 100,
+                                       "expand": ["data.balance_transaction"]})
+    return [to_dict(item) for item in page.auto_paging_iter()]
+
+
+@_stripe_call()
+def list_transfer_reversals(transfer_id: str) -> list[dict]:
+    """Every reversal of a transfer, with its balance transaction."""
+    page = client().v1.transfers.reversals.list(
+        transfer_id, {"limit": 100, "expand": ["data.balance_transaction"]})
+    return [to_dict(item) for item in page.auto_paging_iter()]
+
+
+@_stripe_call()
+def list_payouts(account: str, created_gte: int) -> list[dict]:
+    """The connected account's payouts created at or after `created_gte` (unix)."""
+    page = client().v1.payouts.list({"created": {"gte": created_gte}, "limit": 100,
+                                     "expand": ["data.balance_transaction"]}, _opts(account=account))
+    return [to_dict(item) for item in page.auto_paging_iter()]
 
 
 @_stripe_call()

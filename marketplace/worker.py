@@ -34,6 +34,8 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("daily-payout-run", "0 6 * * *", "jobs.payouts.daily_payout_run"),
     ScheduledJob("expire-unpaid-orders", "*/15 * * * *", "jobs.maintenance.expire_unpaid_orders"),
     ScheduledJob("requeue-stalled-webhook-events", "*/10 * * * *", "jobs.maintenance.requeue_stalled_webhook_events"),
+    # Movements of money are driven from the database: a lost job only delays one.
+    ScheduledJob("sweep-movements", "* * * * *", "jobs.movements.sweep_movements"),
     # Asynchronous capture: a charge whose charge.updated never came is fetched again.
     ScheduledJob("book-unsettled-payments", "*/5 * * * *", "jobs.maintenance.book_unsettled_payments"),
 ]

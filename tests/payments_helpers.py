@@ -4,9 +4,13 @@ from __future__ import annotations
 import requests
 
 from marketplace import stripe_gateway
+from sqlalchemy import select
+
 from marketplace.extensions import db
 from marketplace.ledger import service as ledger
+from marketplace.movements.models import Movement
 from marketplace.orders.models import Order
+from marketplace.payments.models import Refund
 from tests.factories import ProductFactory, VendorFactory
 
 KEY = {"Authorization": "Bearer sk_test_emulator"}
@@ -89,17 +93,28 @@ def deliver_events(client, emulator) -> int:
         response = deliver(client, event)
         assert response.status_code == 200, response.get_json()
     return len(events)
+
+
 def assert_balances_match(emulator, order_id: str) -> None:
-    """Stripe's balances equal the ledger's, and each vendor's equals what its split says."""
+    """Stripe's balances equal the ledger's, and each vendor holds its share of what the
+    shopper kept: its net less what refunds took back, nothing while a dispute it bears is
+    open or once it is lost."""
+    from marketplace.payments.models import Dispute
+
     db.session.rollback()
     order = db.session.get(Order, order_id)
     assert stripe_balance(emulator) == ledger.balance("platform:stripe_balance", order.currency)
+    borne = db.session.scalar(select(Dispute).where(Dispute.order_id == order_id, Dispute.recovery == "vendor",
+                                                    Dispute.status != "won"))
     for split in order.splits:
         from marketplace.vendors.models import Vendor
 
         vendor = db.session.get(Vendor, split.vendor_id)
-        expected = split.vendor_net - _taken_back(split)
-        assert stripe_balance(emulator, vendor.stripe_account_id) == expected, split.vendor_id
+        expected = 0 if borne is not None else split.vendor_net - _taken_back(split)
+        assert stripe_balance(emulator, vendor.stripe_account_id) == expected, (split.vendor_id, expected, [
+            (r.status, r.amount) for r in db.session.scalars(select(Refund).where(Refund.order_id == order_id))],
+            [(m.kind, m.status, m.amount, m.last_error) for m in db.session.scalars(
+                select(Movement).where(Movement.order_id == order_id))])
         assert ledger.balance(f"vendor:{vendor.id}:stripe_balance", order.currency) == expected
 
 

@@ -1,11 +1,11 @@
 """Disputes: Stripe debits the platform; the vendors' shares are recovered meanwhile and given back if won.
 
-With DISPUTE_RECOVERY=vendor (the default) each vendor's share still held (its net less
-what refunds already took back) is recovered by a transfer reversal (key
-`dispute-reversal-<recovery.id>`; on a destination charge the destination transfer is
-reversed); when the dispute is won it is transferred again (key
-`dispute-retransfer-<recovery.id>`). With `platform` the platform alone bears it.
-Every handler re-fetches the dispute and is safe to call twice and in any order.
+With DISPUTE_RECOVERY=vendor (the default) what each vendor still holds from the order (its
+net, less what refunds took back, as the planner counts it) is recovered by reversals
+planned when the dispute is first seen; when the dispute is won what they took is
+transferred back (retransfers), and reversals not made yet are never made. All of them are
+movements (see movements/engine). With `platform` the platform alone bears it. Every
+handler re-fetches the dispute and is safe to call twice and in any order.
 """
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ import logging
 from flask import current_app
 from sqlalchemy import select
 
-from marketplace import audit, outbox, stripe_gateway
+from marketplace import audit, stripe_gateway
 from marketplace.database import utcnow
-from marketplace.errors import Conflict
 from marketplace.extensions import db
+from marketplace.movements import engine
+from marketplace.movements.models import OPEN
 from marketplace.payments import ledger_entries as entries
-from marketplace.payments import transfers
+from marketplace.payments import planner
 from marketplace.payments.locking import lock_order, payment_for_charge
-from marketplace.payments.models import Dispute, DisputeRecovery, RefundAllocation, Refund
+from marketplace.payments.models import Dispute, DisputeRecovery
 from marketplace.vendors.models import Vendor
 
 log = logging.getLogger(__name__)
@@ -85,47 +86,30 @@ def _ensure(current: dict) -> Dispute | None:
     for bt in current.get("balance_transactions") or []:
         entries.record_dispute(bt, row.id)
     dispute_id = row.id
-    if row.recovery == "vendor" and row.status not in CLOSED:
-        from jobs.payments import recover_dispute
-
-        outbox.add(recover_dispute, dispute_id)
     db.session.commit()
     return db.session.get(Dispute, dispute_id)
 
 
 def _plan_recoveries(row: Dispute, order) -> None:
+    """Take back what each vendor still holds from the order (planned with the dispute row)."""
+    db.session.flush()
     for position, split in enumerate(order.splits):
-        taken = sum(db.session.scalars(
-            select(RefundAllocation.amount - RefundAllocation.platform_fee_refunded).join(Refund)
-            .where(RefundAllocation.split_id == split.id, Refund.status.in_(("pending", "succeeded")))
-        ))
-        amount = split.vendor_net - taken
-        if amount > 0:
-            row.recoveries.append(DisputeRecovery(split_id=split.id, vendor_id=split.vendor_id,
-                                                  position=position, amount=amount))
+        amount = planner.net_held(split.id)
+        if amount <= 0:
+            continue
+        recovery = DisputeRecovery(split_id=split.id, vendor_id=split.vendor_id, position=position, amount=amount)
+        row.recoveries.append(recovery)
+        db.session.flush()
+        account = db.session.get(Vendor, split.vendor_id).stripe_account_id
+        planner.take_back(split, amount, row.currency, account, dispute_id=row.id, recovery_id=recovery.id)
 
 
 def recover(dispute_id: str) -> int:
-    """Reverse each vendor's recovered share (job); returns how many reversals were made."""
-    row = db.session.get(Dispute, dispute_id)
-    todo = [(r.id, r.split.stripe_transfer_id, r.amount, r.vendor_id) for r in row.recoveries
-            if r.stripe_transfer_reversal_id is None]
-    order_id = row.order_id
-    made = 0
-    for recovery_id, transfer_id, amount, vendor_id in todo:
-        if transfer_id is None:
-            raise Conflict("The vendor's transfer is not made yet; retried later.", code="transfer_pending")
-        account = db.session.get(Vendor, vendor_id).stripe_account_id
-        db.session.commit()
-        reversal, vendor_refund = transfers.reverse(
-            transfer_id, amount, f"dispute-reversal-{recovery_id}", account, {"dispute_id": dispute_id})
-        lock_order(order_id)
-        recovery = db.session.get(DisputeRecovery, recovery_id)
-        transfers.record_reversal(recovery.split, reversal, vendor_refund, account)
-        recovery.stripe_transfer_reversal_id = reversal["id"]
-        db.session.commit()
-        made += 1
-    return made
+    """(A job queued before movements) Drive the dispute's unfinished reversals."""
+    ids = [m.id for m in engine.live(dispute_id=dispute_id) if m.status in OPEN]
+    db.session.commit()
+    engine.drive_now(ids)
+    return len(ids)
 
 
 def handle_dispute_closed(dispute: dict) -> Dispute | None:
@@ -146,39 +130,34 @@ def handle_dispute_closed(dispute: dict) -> Dispute | None:
             order.status = row.order_status_before
     for bt in current.get("balance_transactions") or []:
         entries.record_dispute(bt, row.id)
-    if row.status == "won" and row.recoveries:
-        from jobs.payments import retransfer_dispute
-
-        outbox.add(retransfer_dispute, row.id)
+    if first and row.status == "won":
+        give_back(row)
     dispute_id = row.id
     db.session.commit()
     return db.session.get(Dispute, dispute_id)
 
 
+def give_back(row: Dispute) -> int:
+    """A won dispute: reversals not made are never made, what the made ones took goes back."""
+    for movement in engine.live(dispute_id=row.id):
+        if movement.kind == "transfer_reversal" and movement.status in OPEN:
+            movement.params = {**movement.params, "cancel": True}
+    planned = 0
+    for recovery in row.recoveries:
+        owed = planner.taken(recovery_id=recovery.id) - sum(
+            m.amount for m in engine.live(recovery_id=recovery.id, kind="retransfer"))
+        if owed > 0:
+            account = db.session.get(Vendor, recovery.vendor_id).stripe_account_id
+            planner.give_back(recovery.split, owed, row.currency, account, dispute_id=row.id,
+                              recovery_id=recovery.id)
+            planned += 1
+    return planned
+
+
 def retransfer(dispute_id: str) -> int:
-    """Transfer the recovered shares back to the vendors after a won dispute (job)."""
+    """(A job queued before movements) Give back what a won dispute's reversals took."""
     row = db.session.get(Dispute, dispute_id)
-    if row.status != "won":
-        db.session.rollback()
-        return 0
-    todo = [(r.id, r.split_id, r.amount, r.vendor_id) for r in row.recoveries
-            if r.stripe_transfer_reversal_id and not r.stripe_retransfer_id]
-    order_id, currency = row.order_id, row.currency
-    for recovery_id, split_id, amount, vendor_id in todo:
-        account = db.session.get(Vendor, vendor_id).stripe_account_id
-        db.session.commit()
-        # Drawn on the platform's available balance (the charge's own transfers already used
-        # it up); when that is short, Stripe refuses and the outbox retries the job later.
-        transfer = stripe_gateway.create_transfer(
-            {"amount": amount, "currency": currency, "destination": account,
-             "transfer_group": f"order_{order_id}", "expand": ["balance_transaction"],
-             "metadata": {"dispute_id": dispute_id, "split_id": split_id}},
-            f"dispute-retransfer-{recovery_id}")
-        payment = transfers.vendor_side(transfer)
-        lock_order(order_id)
-        recovery = db.session.get(DisputeRecovery, recovery_id)
-        entries.record_transfer(transfer["balance_transaction"], vendor_id, split_id)
-        entries.record_vendor_payment(payment["balance_transaction"], vendor_id, account, split_id)
-        recovery.stripe_retransfer_id = transfer["id"]
-        db.session.commit()
-    return len(todo)
+    lock_order(row.order_id)
+    planned = give_back(row) if row.status == "won" else 0
+    db.session.commit()
+    return planned

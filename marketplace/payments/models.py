@@ -65,7 +65,8 @@ class Refund(db.Model):
     id: Mapped[str] = id_column("rfd")
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), nullable=False)
-    created_by: Mapped[str] = mapped_column(ForeignKey("users.id"), nullable=False)
+    # The admin who asked for it; None for a refund made outside the API (Stripe's Dashboard).
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     reason: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -73,6 +74,8 @@ class Refund(db.Model):
     # [{order_item_id, quantity, amount}] when refunded by items; [] otherwise.
     items: Mapped[list] = mapped_column(JSON, nullable=False, default=list)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Stripe's refund status as last seen (pending while Stripe holds it, succeeded, failed).
+    stripe_status: Mapped[str | None] = mapped_column(String(24))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)

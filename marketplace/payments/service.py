@@ -8,11 +8,12 @@ same PaymentIntent can be confirmed again with another payment method.
 
 Capture is asynchronous (Stripe's default since API 2024-04-10): when a payment succeeds,
 its charge's balance transaction, and on a destination charge its transfer and
-application fee, may not exist yet. Success marks the payment and the order paid at once;
-each of those movements is booked when it exists, whoever sees it first: confirmation,
-`payment_intent.succeeded`, the `charge.updated` that announces them, or the worker's
-sweep of payments still unbooked (`book_unsettled`). Booking is keyed by balance
-transaction, so it happens once whatever the order.
+application fee, may not exist yet. Success marks the payment and the order paid at once
+and plans each split's transfer as a movement (transfers.plan_transfers); the charge's
+balance transaction and application fee are booked when they exist, whoever sees them
+first: confirmation, `payment_intent.succeeded`, the `charge.updated` that announces them,
+or the worker's sweep of payments still unbooked (`book_unsettled`). Booking is keyed by
+balance transaction, so it happens once whatever the order.
 
 Refund and dispute handlers live in `refunds` and `disputes`; they are re-exported here so
 the webhooks have one module to call.
@@ -23,15 +24,17 @@ import hashlib
 import logging
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
-from marketplace import audit, fraud, idempotency, outbox, stripe_gateway
+from marketplace import audit, fraud, idempotency, stripe_gateway
 from marketplace.auth.models import User
 from marketplace.database import utcnow
 from marketplace.errors import AppError, Conflict, NotFound
 from marketplace.extensions import db
-from marketplace.orders.models import Order, OrderSplit
+from marketplace.movements import engine
+from marketplace.orders.models import Order
 from marketplace.payments import ledger_entries as entries
+from marketplace.payments import transfers
 from marketplace.payments.intent_events import (
     handle_payment_intent_canceled,
     handle_payment_intent_failed,
@@ -48,7 +51,6 @@ PAYABLE = ("pending_payment", "payment_failed")
 BEFORE_PAID = ("pending_payment", "processing", "payment_failed")
 SUCCESS_EXPAND = [
     "latest_charge.balance_transaction",
-    "latest_charge.transfer.balance_transaction",
     "latest_charge.application_fee.balance_transaction",
 ]
 # Card PaymentMethods confirmed by the server: no redirect-based payment method is offered,
@@ -179,27 +181,26 @@ def _result(payment: Payment, next_action) -> dict:
 
 
 def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
-    """Mark the payment and the order paid and book whatever of the charge exists yet;
-    separate charges' transfers follow in a job."""
+    """Mark the payment and the order paid, book whatever of the charge exists yet and plan
+    the vendors' transfers (once)."""
     intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"], expand=SUCCESS_EXPAND)
     if intent["status"] != "succeeded":
         log.info("payment intent %s is %s, not succeeded: ignored", intent["id"], intent["status"])
         return None
     charge = intent["latest_charge"]
-    vendor_payment = _vendor_payment(charge)
     payment, order = locked_payment(intent["id"])
     if payment is None:
         return None
-    first = payment.status != "succeeded"
-    _record_success(payment, order, charge, vendor_payment)
-    if first:
+    if payment.status != "succeeded":
         audit.record("payment.succeeded", "payment", payment.id, amount=payment.amount, currency=payment.currency)
-    if first and order.charge_type == "separate_transfers":
-        from jobs.payments import create_transfers
-
-        outbox.add(create_transfers, payment.id)
+    _record_success(payment, order, charge)
+    transfers.plan_transfers(order, charge["id"])
+    settled = order.charge_type == "destination" and charge.get("transfer")
+    order_id = order.id
     db.session.commit()
-    return payment
+    if settled:  # Stripe made the destination transfer: its movement finds it now
+        engine.wake([m.id for m in engine.live(order_id=order_id, kind="transfer")])
+    return db.session.get(Payment, payment.id)
 
 
 def handle_charge_updated(charge: dict) -> Payment | None:
@@ -214,14 +215,10 @@ def book_unsettled(limit: int = 500) -> int:
     """Fetch again the succeeded payments whose charge is still unbooked a while after success
     (a lost or late `charge.updated`); returns how many were looked at."""
     cutoff = utcnow() - UNSETTLED_AFTER
-    untransferred = select(OrderSplit.id).where(OrderSplit.order_id == Payment.order_id,
-                                                OrderSplit.stripe_transfer_id.is_(None),
-                                                OrderSplit.status != "canceled")
     intents = list(db.session.scalars(
         select(Payment.payment_intent_id)
         .where(Payment.status == "succeeded", Payment.succeeded_at < cutoff,
-               or_(Payment.stripe_balance_transaction_id.is_(None),
-                   (Payment.charge_type == "destination") & untransferred.exists()))
+               Payment.stripe_balance_transaction_id.is_(None))
         .order_by(Payment.succeeded_at).limit(limit)))
     db.session.commit()
     failed: AppError | None = None
@@ -237,18 +234,7 @@ def book_unsettled(limit: int = 500) -> int:
     return len(intents)
 
 
-def _vendor_payment(charge: dict) -> dict | None:
-    """A destination charge's py_ on the vendor's account, with its balance transaction
-    (None while the charge has not settled: its transfer does not exist yet)."""
-    transfer = charge.get("transfer")
-    if not isinstance(transfer, dict):
-        return None
-    return stripe_gateway.retrieve_charge(
-        transfer["destination_payment"], account=transfer["destination"], expand=["balance_transaction"]
-    )
-
-
-def _record_success(payment: Payment, order: Order, charge: dict, vendor_payment: dict | None) -> None:
+def _record_success(payment: Payment, order: Order, charge: dict) -> None:
     payment.status = "succeeded"
     payment.stripe_charge_id = charge["id"]
     payment.decline_code = None
@@ -265,26 +251,13 @@ def _record_success(payment: Payment, order: Order, charge: dict, vendor_payment
                       "in %s (enable multi-currency settlement for every supported currency)",
                       charge["id"], order.id, bt["currency"], order.currency)
     if order.charge_type == "destination":
-        if vendor_payment is not None:
-            _record_destination(order, charge, vendor_payment)
+        if isinstance(charge.get("application_fee"), dict):  # null until the charge settles
+            entries.record_application_fee(charge["application_fee"]["balance_transaction"], order.id)
     else:
         for split in order.splits:
             entries.record_platform_fee(split, split.platform_fee, key=f"platform-fee-{split.id}")
     if order.status in BEFORE_PAID:
         order.status = "paid"
-
-
-def _record_destination(order: Order, charge: dict, vendor_payment: dict) -> None:
-    split = order.splits[0]
-    transfer = charge["transfer"]
-    entries.record_transfer(transfer["balance_transaction"], split.vendor_id, split.id)
-    entries.record_vendor_payment(vendor_payment["balance_transaction"], split.vendor_id,
-                                  transfer["destination"], split.id)
-    if isinstance(charge.get("application_fee"), dict):
-        entries.record_application_fee(charge["application_fee"]["balance_transaction"], order.id)
-    split.stripe_transfer_id = transfer["id"]
-    if split.status == "pending":
-        split.status = "transferred"
 
 
 def list_payments(user: User, page: int, per_page: int, status: str | None = None,

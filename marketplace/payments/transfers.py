@@ -1,110 +1,131 @@
-"""Separate charges and transfers: one transfer per vendor split once the charge succeeded.
+"""The vendors' shares: each split's transfer, and the reversals and retransfers after it.
 
-Run from a job after the payment's commit. Stripe is called with no transaction open; each
-transfer's idempotency key is `transfer-<split.id>`, so a retry (the job's or the stripe
-package's own) returns the transfer already made instead of making a second one.
+When a payment succeeds, each split's transfer is planned as a movement: on separate charges
+one we make (`source_transaction` = the charge, key `transfer-<movement id>`), on a
+destination charge the one Stripe makes when the charge settles, which the movement finds.
+Reversals and retransfers are planned by refunds and disputes (see planner). This module
+records them when they are made: both sides in the ledger, and the split's, allocation's
+or recovery's Stripe ids.
 """
 from __future__ import annotations
 
 import logging
 
-from marketplace import stripe_gateway
+from sqlalchemy import select
+
 from marketplace.extensions import db
+from marketplace.movements import engine
+from marketplace.movements.models import Movement
 from marketplace.orders.models import Order, OrderSplit
 from marketplace.payments import ledger_entries as entries
 from marketplace.payments.locking import lock_order
-from marketplace.payments.models import Payment
+from marketplace.payments.models import DisputeRecovery, Refund, RefundAllocation
 from marketplace.vendors.models import Vendor
 
 log = logging.getLogger(__name__)
 
 
+def plan_transfers(order: Order, charge_id: str) -> list[Movement]:
+    """The split transfers of a paid order, once (the caller holds the order lock)."""
+    planned = []
+    for split in order.splits:
+        if split.vendor_net <= 0 or split.status == "canceled" or _transfer_of(split.id) is not None:
+            continue
+        account = db.session.get(Vendor, split.vendor_id).stripe_account_id
+        params = {"transfer_group": f"order_{order.id}"}
+        amount = split.vendor_net
+        if order.charge_type == "destination":  # Stripe transfers the whole charge and keeps the fee
+            params.update(by_stripe=True, application_fee=split.platform_fee)
+            amount = split.subtotal
+        planned.append(engine.plan("transfer", amount, order.currency, destination=account, source_id=charge_id,
+                                   params=params, vendor_id=split.vendor_id, order_id=order.id, split_id=split.id))
+    db.session.flush()
+    return planned
+
+
+def _transfer_of(split_id: str) -> Movement | None:
+    return db.session.scalar(select(Movement).where(Movement.split_id == split_id, Movement.kind == "transfer"))
+
+
+def transfer_movement(split_id: str) -> Movement | None:
+    """The movement of the split's own transfer."""
+    return _transfer_of(split_id)
+
+
+def record(m: Movement, transfer: dict, vendor_payment: dict) -> None:
+    """A transfer or retransfer made: both sides in the ledger, its Stripe id where it belongs."""
+    lock_order(m.order_id)
+    split = db.session.get(OrderSplit, m.split_id)
+    entries.record_transfer(transfer["balance_transaction"], split.vendor_id, split.id)
+    entries.record_vendor_payment(vendor_payment["balance_transaction"], split.vendor_id,
+                                  transfer["destination"], split.id)
+    if m.kind == "transfer":
+        split.stripe_transfer_id = transfer["id"]
+        if split.status == "pending":
+            split.status = "transferred"
+    elif m.allocation_id:  # what a failed refund had taken, given back
+        allocation = db.session.get(RefundAllocation, m.allocation_id)
+        allocation.stripe_retransfer_id = allocation.stripe_retransfer_id or transfer["id"]
+    elif m.recovery_id:
+        recovery = db.session.get(DisputeRecovery, m.recovery_id)
+        recovery.stripe_retransfer_id = recovery.stripe_retransfer_id or transfer["id"]
+    log.info("%s %s made for split %s: %s", m.kind, m.id, split.id, transfer["id"])
+
+
+def record_reversal_movement(m: Movement, reversal: dict, vendor_refund: dict) -> None:
+    """A reversal made: both sides in the ledger; if its refund failed or its dispute was won
+    while it was under way, what it took goes back to the vendor."""
+    from marketplace.payments import planner, refunds
+
+    order = lock_order(m.order_id)
+    split = db.session.get(OrderSplit, m.split_id)
+    entries.record_transfer(reversal["balance_transaction"], split.vendor_id, split.id)
+    entries.record_vendor_payment(vendor_refund["balance_transaction"], split.vendor_id, m.destination, split.id)
+    undone = False
+    if m.allocation_id:
+        allocation = db.session.get(RefundAllocation, m.allocation_id)
+        allocation.stripe_transfer_reversal_id = allocation.stripe_transfer_reversal_id or reversal["id"]
+        undone = db.session.get(Refund, m.refund_id).status == "failed"
+        refunds.settle_status(m.refund_id, done=m.id)
+    elif m.recovery_id:
+        recovery = db.session.get(DisputeRecovery, m.recovery_id)
+        recovery.stripe_transfer_reversal_id = recovery.stripe_transfer_reversal_id or reversal["id"]
+        undone = recovery.dispute.status == "won"
+    if undone:
+        planner.give_back(split, m.amount, order.currency, m.destination, refund_id=m.refund_id,
+                          allocation_id=m.allocation_id, dispute_id=m.dispute_id, recovery_id=m.recovery_id)
+
+
 def create_transfers(payment_id: str) -> int:
-    """Make every missing transfer of a succeeded separate-charges payment; returns how many."""
+    """Plan the split transfers of a succeeded payment not planned yet (jobs queued before
+    transfers were movements); returns how many."""
+    from marketplace.payments.models import Payment
+
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.status != "succeeded" or not payment.stripe_charge_id:
         db.session.rollback()
         return 0
-    order = db.session.get(Order, payment.order_id)
-    todo = [(s.id, s.vendor_id, s.vendor_net) for s in order.splits
-            if s.stripe_transfer_id is None and s.vendor_net > 0 and s.status == "pending"]
-    order_id, charge_id, currency = order.id, payment.stripe_charge_id, order.currency
-    made = 0
-    for split_id, vendor_id, amount in todo:
-        account = db.session.get(Vendor, vendor_id).stripe_account_id
-        db.session.commit()  # no transaction stays open over the network call
-        params = {"amount": amount, "currency": currency, "destination": account,
-                  "transfer_group": f"order_{order_id}", "source_transaction": charge_id,
-                  "metadata": {"order_id": order_id, "split_id": split_id},
-                  "expand": ["balance_transaction"]}
-        transfer = stripe_gateway.create_transfer(params, f"transfer-{split_id}")
-        record_transfer(order_id, split_id, transfer)
-        made += 1
-    return made
-
-
-def vendor_side(transfer: dict) -> dict:
-    """The `py_` payment a transfer left on the vendor's account, with its balance transaction."""
-    return stripe_gateway.retrieve_charge(
-        transfer["destination_payment"], account=transfer["destination"], expand=["balance_transaction"]
-    )
-
-
-def record_transfer(order_id: str, split_id: str, transfer: dict) -> None:
-    """Record a split's transfer (both sides in the ledger) in one short transaction."""
-    payment = vendor_side(transfer)
-    lock_order(order_id)
-    split = db.session.get(OrderSplit, split_id)
-    entries.record_transfer(transfer["balance_transaction"], split.vendor_id, split.id)
-    entries.record_vendor_payment(payment["balance_transaction"], split.vendor_id,
-                                  transfer["destination"], split.id)
-    split.stripe_transfer_id = transfer["id"]
-    if split.status == "pending":
-        split.status = "transferred"
+    planned = plan_transfers(lock_order(payment.order_id), payment.stripe_charge_id)
     db.session.commit()
-    log.info("split %s transferred: %s", split_id, transfer["id"])
-
-
-def reverse(transfer_id: str, amount: int, key: str, account: str, metadata: dict) -> tuple[dict, dict]:
-    """Reverse part of a transfer; returns the reversal and the vendor's `pyr_` refund."""
-    reversal = stripe_gateway.create_transfer_reversal(
-        transfer_id, {"amount": amount, "metadata": metadata, "expand": ["balance_transaction"]}, key
-    )
-    return reversal, vendor_refund(reversal, account)
-
-
-def vendor_refund(reversal: dict, account: str) -> dict:
-    """The `pyr_` refund a reversal left on the vendor's account, with its balance transaction."""
-    return stripe_gateway.retrieve_refund(
-        reversal["destination_payment_refund"], account=account, expand=["balance_transaction"]
-    )
-
-
-def record_reversal(split, reversal: dict, vendor_refund_obj: dict, account: str) -> None:
-    """Both sides of a transfer reversal in the ledger (caller holds the order lock)."""
-    entries.record_transfer(reversal["balance_transaction"], split.vendor_id, split.id)
-    entries.record_vendor_payment(vendor_refund_obj["balance_transaction"], split.vendor_id, account, split.id)
+    return len(planned)
 
 
 def handle_transfer_created(transfer: dict) -> bool:
-    """A transfer of ours whose recording was interrupted is recorded now; True when it was."""
-    metadata = transfer.get("metadata") or {}
-    split_id = metadata.get("split_id")
-    split = db.session.get(OrderSplit, split_id) if split_id else None
-    # A dispute's or a failed refund's retransfer is recorded by the job that makes it.
-    if split is None or split.stripe_transfer_id is not None or metadata.get("dispute_id") or metadata.get("refund_id"):
+    """`transfer.created`: a transfer of ours is recorded by its movement; one whose answer was
+    lost is found and recorded now. True when there was such a movement to drive."""
+    movement_id = (transfer.get("metadata") or {}).get("movement_id")
+    movement = db.session.get(Movement, movement_id) if movement_id else None
+    if movement is None or movement.status == "succeeded":
         db.session.rollback()
         return False
-    order_id = split.order_id
     db.session.commit()
-    current = stripe_gateway.retrieve_transfer(transfer["id"], expand=["balance_transaction"])
-    record_transfer(order_id, split_id, current)
+    engine.drive(movement.id)
     return True
 
 
 def handle_transfer_reversed(transfer: dict) -> None:
-    """Reversals are recorded by the refund or dispute that makes them: nothing to do here."""
+    """Reversals are recorded by the movements that make them: nothing to do here."""
 
 
 def handle_application_fee_refunded(fee: dict) -> None:
-    """Fee refunds are recorded with the refund that makes them: nothing to do here."""
+    """The app makes no application fee refunds: nothing to do here."""

@@ -1,18 +1,19 @@
 """Payout runs: per vendor and currency, pay out what the ledger says is due.
 
 Steps of a run (one at a time, see locking.py):
-1. resume: payouts committed by an earlier run whose Stripe call never answered are sent
-   again with the same idempotency key (`payout-<payout.id>`): Stripe returns the payout it
-   made, if it made one, so no vendor is paid twice;
-2. compute: ONE grouped query over the ledger (balances.amounts_due) gives what each vendor
-   is owed per currency: entries older than PAYOUT_HOLD_DAYS, less earlier payouts;
-   below PAYOUT_MIN_AMOUNT (negative included) nothing is paid and the balance carries over;
-3. pay: each amount is capped at the connected account's Stripe available balance, the
-   Payout row is committed (status pending) BEFORE the Stripe call, then the payout's
-   balance transaction is posted to the ledger (vendor:<id>:stripe_balance -> paid_out).
+1. compute: ONE grouped query over the ledger (balances.amounts_due) gives what each vendor
+   is owed per currency: entries older than PAYOUT_HOLD_DAYS, less earlier payouts and
+   those still under way; below PAYOUT_MIN_AMOUNT (negative included) nothing is paid and
+   the balance carries over; a suspended vendor is not paid;
+2. pay: each amount is capped at the connected account's Stripe available balance, the
+   Payout row and its movement are committed BEFORE any Stripe call (key
+   `payout-<movement id>`), then the movement is driven: its balance transaction is posted
+   to the ledger (vendor:<id>:stripe_balance -> paid_out) when Stripe answers.
 A dry run stores the run and its would-be payouts; it creates nothing on Stripe and posts
-nothing. A Stripe error that leaves the outcome unknown (timeout, 5xx) stops the run
-(failed); the next run resumes it. A definite rejection marks that payout failed.
+nothing. A payout whose outcome is unknown (timeout, 5xx, 429) stays pending and its
+movement is retried by the worker's sweep under the same key, looked up at Stripe first
+once the key may have expired, so no vendor is ever paid twice; the run goes on with the
+others. A definite rejection marks that payout failed.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from marketplace import audit, stripe_gateway
+from marketplace.movements import engine
+from marketplace.movements.engine import Kind, register
+from marketplace.movements.models import Movement
 from marketplace.database import utcnow
 from marketplace.errors import AppError
 from marketplace.extensions import db
@@ -55,8 +59,6 @@ def execute(run_id: str, progress: Progress | None = None) -> PayoutRun:
         run.status, run.started_at = "running", utcnow()
         db.session.commit()
         try:
-            if not run.dry_run:
-                _resume()
             _pay_all(run, progress or (lambda items: items))
         except AppError as error:
             db.session.rollback()
@@ -77,22 +79,13 @@ def _interrupt_stale(run_id: str) -> None:
         stale.status, stale.error, stale.finished_at = "failed", "interrupted", utcnow()
 
 
-def _resume() -> None:
-    """Send again every payout whose Stripe call never answered (same idempotency key)."""
-    ids = db.session.scalars(select(Payout.id).where(
-        Payout.dry_run.is_(False), Payout.status == "pending", Payout.stripe_payout_id.is_(None)
-    ).order_by(Payout.id)).all()
-    for payout_id in ids:
-        _submit(db.session.get(Payout, payout_id))
-
-
 def _pay_all(run: PayoutRun, progress: Progress) -> None:
     cutoff = now() - timedelta(days=current_app.config["PAYOUT_HOLD_DAYS"])
     minimum = current_app.config["PAYOUT_MIN_AMOUNT"]
     in_flight = _in_flight()
     dues = [due for due in balances.amounts_due(cutoff, run.currency)
             if due.available - in_flight.get((due.vendor_id, due.currency), 0) >= minimum]
-    accounts = _accounts({due.vendor_id for due in dues})
+    accounts = _accounts({due.vendor_id for due in dues})  # suspended vendors are left out
     starts = _period_starts()
     db.session.commit()
     for due in progress(dues):
@@ -104,9 +97,9 @@ def _pay_all(run: PayoutRun, progress: Progress) -> None:
         if amount < minimum:
             continue
         period_start = starts.get((due.vendor_id, due.currency))
-        payout = _create_row(run, due, account, amount, period_start, cutoff)
-        if not run.dry_run:
-            _submit(payout)
+        movement_id = _create_row(run, due, account, amount, period_start, cutoff)
+        if movement_id:
+            engine.drive_now([movement_id])
 
 
 def _in_flight() -> dict[tuple[str, str], int]:
@@ -123,7 +116,7 @@ def _accounts(vendor_ids: set[str]) -> dict[str, str]:
     if not vendor_ids:
         return {}
     rows = db.session.execute(select(Vendor.id, Vendor.stripe_account_id).where(
-        Vendor.id.in_(vendor_ids), Vendor.stripe_account_id.is_not(None)))
+        Vendor.id.in_(vendor_ids), Vendor.stripe_account_id.is_not(None), Vendor.status != "suspended"))
     return dict(rows.all())
 
 
@@ -142,8 +135,9 @@ def _stripe_available(account: str, currency: str) -> int:
     return sum(int(item["amount"]) for item in balance.get("available") or [] if item["currency"] == currency)
 
 
-def _create_row(run: PayoutRun, due, account: str, amount: int, start, end) -> Payout:
-    """The payout row with its breakdown, committed before anything is sent to Stripe."""
+def _create_row(run: PayoutRun, due, account: str, amount: int, start, end) -> str | None:
+    """The payout row with its breakdown and its movement, committed before anything is sent
+    to Stripe; returns the movement's id (None for a dry run)."""
     parts = balances.breakdown(due.vendor_id, due.currency, start, end)
     payout = Payout(run_id=run.id, vendor_id=due.vendor_id, dry_run=run.dry_run, stripe_account=account,
                     amount=amount, currency=due.currency, status="pending", period_start=start,
@@ -151,28 +145,45 @@ def _create_row(run: PayoutRun, due, account: str, amount: int, start, end) -> P
     db.session.add(payout)
     run.payouts_created += 1
     run.total_amount += amount
+    movement_id = None
     if not run.dry_run:
         db.session.flush()
+        movement_id = engine.plan("payout", amount, due.currency, stripe_account=account, vendor_id=due.vendor_id,
+                                  payout_id=payout.id).id
         audit.record("payout.created", "payout", payout.id, amount=amount, currency=due.currency)
     db.session.commit()
-    return payout
+    return movement_id
 
 
-def _submit(payout: Payout) -> None:
-    """Create the Stripe payout (same key on every attempt) and post it to the ledger."""
-    payout_id = payout.id
-    try:
-        created = stripe_gateway.create_payout(
-            payout.stripe_account, payout.amount, payout.currency, f"payout-{payout_id}",
-            metadata={"payout_id": payout_id, "vendor_id": payout.vendor_id})
-    except AppError as error:
-        code = (error.details or {}).get("stripe_code")
-        if not (isinstance(error, stripe_gateway.StripeFailure) and code):
-            raise  # unknown outcome: the next run sends the same key again
-        db.session.rollback()
-        payout = db.session.get(Payout, payout_id)
-        payout.status, payout.failure_code = "failed", code or error.code
-        db.session.commit()
-        return
-    ledger_entries.record_created(db.session.get(Payout, payout_id), created)
-    db.session.commit()
+# the payout movement ---------------------------------------------------------------------
+
+def send_payout(m: Movement) -> dict:
+    return stripe_gateway.create_payout(m.stripe_account, m.amount, m.currency, m.idempotency_key,
+                                        metadata={"payout_id": m.payout_id, "vendor_id": m.vendor_id,
+                                                  "movement_id": m.id})
+
+
+def find_payout(m: Movement) -> dict | None:
+    since = int((m.first_sent_at or m.created_at).timestamp()) - 3600
+    for payout in stripe_gateway.list_payouts(m.stripe_account, since):
+        if (payout.get("metadata") or {}).get("movement_id") == m.id:
+            return payout
+    return None
+
+
+def record_payout(m: Movement, created: dict) -> None:
+    payout = db.session.get(Payout, m.payout_id, with_for_update=True)
+    if payout.stripe_payout_id is None:
+        ledger_entries.record_created(payout, created)
+
+
+def payout_refused(m: Movement, error: AppError) -> str:
+    payout = db.session.get(Payout, m.payout_id, with_for_update=True)
+    payout.status = "failed"
+    payout.failure_code = (error.details or {}).get("stripe_code") or error.code
+    return "failed"
+
+
+def register_kinds() -> None:
+    """Teach the movement engine payouts."""
+    register("payout", Kind(send=send_payout, find=find_payout, record=record_payout, refused=payout_refused))

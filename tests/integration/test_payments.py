@@ -5,12 +5,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from marketplace import outbox
 from marketplace.database import utcnow
 from marketplace.extensions import db
 from marketplace.ledger.service import unbalanced_entries
 from marketplace.orders.models import Order
-from marketplace.outbox import OutboxMessage
+from marketplace.movements import engine
+from marketplace.movements.models import Movement
 from marketplace.payments import service
 from marketplace.payments.models import Payment
 from tests.payments_helpers import assert_balances_match, emu, onboarded_vendor, order_for, pay, settle, stripe_balance
@@ -89,9 +89,10 @@ def test_success_handler_is_safe_twice_and_after_the_fact(client, shopper, emula
     entries = _entry_count()
     service.handle_payment_intent_succeeded({"id": intent_id})
     service.handle_payment_intent_succeeded({"id": intent_id, "status": "requires_payment_method"})
-    outbox.relay()
+    engine.sweep()
     assert _entry_count() == entries
     assert len(emu(emulator, "GET", "/v1/transfers")["data"]) == 2
+    assert len(db.session.scalars(select(Movement)).all()) == 2  # planned once
 
 
 def _entry_count():
@@ -142,13 +143,14 @@ def test_transfer_retried_after_a_stripe_error_exists_once(client, shopper, emul
     emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/transfers", mode="error", count=1)
     assert pay(client, shopper, order["id"]).status_code == 200
     db.session.rollback()
-    message = db.session.scalar(select(OutboxMessage).where(OutboxMessage.job.like("%create_transfers")))
-    assert message.attempts == 1 and "unavailable" in message.last_error
-    message.available_at = utcnow() - timedelta(seconds=1)
+    unknown = db.session.scalars(select(Movement).where(Movement.kind == "transfer", Movement.status == "unknown")).all()
+    assert len(unknown) == 1 and unknown[0].attempts == 1 and "unavailable" in unknown[0].last_error
+    unknown[0].next_attempt_at = utcnow() - timedelta(seconds=1)  # its retry is due
     db.session.commit()
-    outbox.relay()
+    assert engine.sweep() == 1
     transfers = emu(emulator, "GET", "/v1/transfers", transfer_group=f"order_{order['id']}")["data"]
     assert len(transfers) == 2
+    assert {m.status for m in db.session.scalars(select(Movement))} == {"succeeded"}
     assert_balances_match(emulator, order["id"])
 
 

@@ -1,11 +1,16 @@
-"""Two payout runs at once (PostgreSQL advisory lock) and a run killed half way then rerun."""
+"""Two payout runs at once (PostgreSQL advisory lock), and a payout whose answer was lost."""
 import threading
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from marketplace import stripe_gateway
+from marketplace.database import utcnow
 from marketplace.errors import ServiceUnavailable
 from marketplace.extensions import db
+from marketplace.movements import engine
+from marketplace.movements.models import Movement
 from marketplace.ledger.service import unbalanced_entries
 from marketplace.payouts import service
 from tests.payouts_helpers import (
@@ -70,23 +75,29 @@ def test_two_concurrent_runs_never_pay_a_vendor_twice(app, emulator, sellers, pg
     assert_paid_once(emulator, rows, owed)
 
 
-def test_a_run_killed_after_stripe_paid_is_resumed_by_the_next_run(app, emulator, sellers, monkeypatch):
+def test_a_payout_whose_answer_was_lost_is_finished_by_the_sweep_never_paid_twice(app, emulator, sellers,
+                                                                                 monkeypatch):
     rows, owed = sellers
     real, calls = stripe_gateway.create_payout, []
 
-    def dies_after_the_second_payout(*args, **kwargs):
+    def answer_lost_for_the_second_payout(*args, **kwargs):
         calls.append(args)
         created = real(*args, **kwargs)
         if len(calls) == 2:
             raise ServiceUnavailable("The payment provider could not be reached.", code="stripe_unavailable")
         return created
 
-    monkeypatch.setattr(stripe_gateway, "create_payout", dies_after_the_second_payout)
+    monkeypatch.setattr(stripe_gateway, "create_payout", answer_lost_for_the_second_payout)
     first = service.run_now()
-    assert first.status == "failed" and "stripe_unavailable" in first.error and first.payouts_created == 2
-    second = service.run_now()
-    assert second.status == "completed" and second.payouts_created == 1
-    assert len(calls) == 4  # the interrupted payout was sent again with its own key
-    assert calls[1][3] == calls[2][3] and calls[2][3].startswith("payout-pout_")
+    assert first.status == "completed" and first.payouts_created == 3  # the others were not held up
+    unknown = db.session.scalar(select(Movement).where(Movement.status == "unknown"))
+    assert unknown.kind == "payout" and "stripe_unavailable" in unknown.last_error
+    assert service.run_now().payouts_created == 0  # in flight: never owed twice
+    unknown.next_attempt_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert engine.sweep() == 1
+    assert len(calls) == 4  # sent again with its own key: Stripe answered with the payout it made
+    assert calls[1][3] == calls[3][3] and calls[3][3] == f"payout-{unknown.id}"
+    assert db.session.get(Movement, unknown.id).status == "succeeded"
     assert service.run_now().payouts_created == 0
     assert_paid_once(emulator, rows, owed)

@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import func, select
 
 from marketplace.extensions import db
+from marketplace.ledger import service as ledger
 from marketplace.ledger.service import unbalanced_entries
 from marketplace.payments import service
 from marketplace.payments.models import Refund
@@ -66,8 +67,13 @@ def test_partial_refunds_of_a_destination_charge_follow_stripe_fee_rounding(clie
     assert rest["amount"] == 901
     assert first["allocations"][0]["platform_fee_refunded"] + rest["allocations"][0]["platform_fee_refunded"] == 123
     assert_balances_match(emulator, order["id"])
+    # The platform's fee comes back to the vendor as on separate charges: the reversals take
+    # the vendor's net loss (1234 - 123) and the fee revenue is given back in the ledger.
     fee = emu(emulator, "GET", "/v1/application_fees")["data"][0]
-    assert fee["amount_refunded"] == 123
+    assert fee["amount_refunded"] == 0
+    transfer = emu(emulator, "GET", "/v1/transfers")["data"][0]
+    assert transfer["amount_reversed"] == 1234 - 123
+    assert ledger.balance("platform:fee_revenue", "usd") == 0
 
 
 def test_partial_refunds_with_odd_amounts_across_three_vendors(client, shopper, admin, emulator):

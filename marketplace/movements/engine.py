@@ -1,0 +1,337 @@
+"""The movement engine: every Stripe call that moves money after the charge, driven from the
+database to an end.
+
+A movement is planned (`plan`) in the same transaction as the decision that needs it; an
+outbox row asks a job to `drive` it soon after the commit, and the worker's `sweep` drives
+every movement whose attempt is due, so a lost job, a flushed Redis or a killed worker
+only delays it. `drive` claims the row with a lease (one conditional UPDATE: two workers
+never send it together), commits, calls Stripe with no transaction open, then records the
+outcome once:
+
+- an answer: the kind records it (ledger, domain rows) and the movement `succeeded`;
+- timeouts, connection errors, 5xx, 429 and 409 `idempotency_key_in_use` leave the outcome
+  **unknown**: the same request is sent again later under the same key; once that key may
+  have expired (Stripe keeps keys 24 hours) the object is looked up at Stripe first, and
+  only made if it does not exist;
+- a refusal that may pass later (a balance too low) is tried again later as a new request
+  (a new key: Stripe keeps the refusal under the old one);
+- any other refusal is definite: the kind decides what it means (`failed`, or
+  `needs_attention` for money that must move whatever happens).
+
+After `MOVEMENT_MAX_ATTEMPTS` attempts a movement is `needs_attention`: listed for admins,
+counted in /metrics, tried again by `retry`. Nothing is abandoned silently.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Callable
+
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
+
+from marketplace import audit, outbox, stripe_gateway
+from marketplace.database import new_id, utcnow
+from marketplace.errors import AppError, Conflict, NotFound, ServiceUnavailable
+from marketplace.extensions import db
+from marketplace.movements.models import LIVE, OPEN, Movement
+from marketplace.pagination import paginate
+
+log = logging.getLogger(__name__)
+
+# Stripe keeps an idempotency key at least 24 hours: past this, look before sending again.
+KEY_VALID = timedelta(hours=23)
+# Refusals that may pass later: the balance drawn on is short for now.
+RETRY_LATER = frozenset({"balance_insufficient", "insufficient_funds"})
+UNKNOWN = (ServiceUnavailable, stripe_gateway.RateLimited, stripe_gateway.StripeInFlight)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the engine needs of a kind of movement.
+
+    `send(m)` makes the Stripe object (the movement's key) and `find(m)` looks for one made
+    under an earlier attempt (by the movement id in its metadata); both return what
+    `record(m, result)` needs, read from Stripe with no transaction open. `record` writes
+    the ledger and the domain rows in the engine's transaction. `refused(m, error)` says
+    what a definite refusal means and returns the movement's final status. `hold(m)`, when
+    given, keeps a movement waiting while it is true (a suspended vendor's transfers).
+    """
+
+    send: Callable[[Movement], dict]
+    find: Callable[[Movement], dict | None]
+    record: Callable[[Movement, dict], None]
+    refused: Callable[[Movement, AppError], str] = field(default=lambda m, error: "needs_attention")
+    hold: Callable[[Movement], bool] | None = None
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register(name: str, kind: Kind) -> None:
+    """Make the engine able to drive movements of `name`."""
+    KINDS[name] = kind
+
+
+def plan(kind: str, amount: int, currency: str, **fields) -> Movement:
+    """A movement to make, in the caller's transaction; a job drives it after the commit."""
+    from jobs.movements import drive_movement
+
+    movement = Movement(id=new_id("mov"), kind=kind, amount=amount, currency=currency,
+                        status="planned", next_attempt_at=utcnow(), **fields)
+    db.session.add(movement)
+    outbox.add(drive_movement, movement.id)
+    return movement
+
+
+def drive(movement_id: str) -> str:
+    """Try the movement once if it is due (and nobody else is); returns its status."""
+    movement = _claim(movement_id)
+    if movement is None:
+        return _status(movement_id)
+    kind = KINDS[movement.kind]
+    canceled = bool(movement.params.get("cancel"))
+    try:
+        result = None
+        if movement.by_stripe or canceled or _key_may_have_expired(movement):
+            result = kind.find(movement)
+        if result is None and canceled:
+            return _canceled(movement)
+        if result is None and not movement.by_stripe:
+            result = kind.send(movement)
+    except UNKNOWN as error:
+        return _unknown(movement_id, f"{error.code}: {error.message}")
+    except AppError as error:
+        return _refused(movement_id, kind, error)
+    if result is None:  # Stripe has not made it yet (a charge not settled)
+        return _unknown(movement_id, "not made by Stripe yet")
+    return _succeeded(movement_id, kind, result)
+
+
+# A movement no longer wanted is only failed once no earlier attempt can still be under way.
+SETTLED_AFTER = timedelta(minutes=2)
+
+
+def _canceled(movement: Movement) -> str:
+    """Not wanted any more and not made at Stripe: failed, unless an attempt may be in flight."""
+    if movement.attempts > 1 and utcnow() - movement.previous_attempt_at < SETTLED_AFTER:
+        return _unknown(movement.id, "canceled: waiting for an earlier attempt to settle")
+    row = db.session.get(Movement, movement.id, with_for_update=True)
+    _finish(row, "failed", "canceled before it was made")
+    db.session.commit()
+    return "failed"
+
+
+def _key_may_have_expired(movement: Movement) -> bool:
+    return movement.attempts > 1 and movement.first_sent_at is not None \
+        and utcnow() - movement.first_sent_at > KEY_VALID
+
+
+def _claim(movement_id: str) -> Movement | None:
+    """Lease a due movement whose prerequisites succeeded; None when it is not to be sent now."""
+    movement = db.session.get(Movement, movement_id)
+    if movement is None or movement.status not in OPEN:
+        db.session.rollback()
+        return None
+    waiting = _waiting_for(movement)
+    if waiting:
+        db.session.commit()
+        return None
+    now = utcnow()
+    lease = timedelta(seconds=current_app.config["STRIPE_TIMEOUT_SECONDS"]
+                      * (current_app.config["STRIPE_MAX_NETWORK_RETRIES"] + 1) + 60)
+    previous = movement.updated_at
+    claimed = db.session.execute(
+        update(Movement)
+        .where(Movement.id == movement_id,
+               or_(and_(Movement.status.in_(("planned", "unknown")), Movement.next_attempt_at <= now),
+                   and_(Movement.status == "sent", Movement.locked_until < now)))
+        .values(status="sent", attempts=Movement.attempts + 1, locked_until=now + lease,
+                first_sent_at=func.coalesce(Movement.first_sent_at, now), updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        return None
+    db.session.refresh(movement)
+    movement.previous_attempt_at = previous  # not a column: when this row last changed
+    db.session.expunge(movement)  # read by the kind with no transaction open
+    db.session.commit()
+    return movement
+
+
+def _waiting_for(movement: Movement) -> bool:
+    """True while a prerequisite has not succeeded (then the movement waits, or fails with it)."""
+    for prerequisite_id in (movement.after_id, movement.source_movement_id):
+        if prerequisite_id is None:
+            continue
+        prerequisite = db.session.get(Movement, prerequisite_id)
+        if prerequisite.status == "succeeded":
+            if prerequisite_id == movement.source_movement_id and movement.source_id is None:
+                movement.source_id = prerequisite.stripe_id
+            continue
+        if prerequisite.status == "failed":
+            _finish(movement, "failed", f"not made: {prerequisite.kind} {prerequisite.id} failed")
+        else:  # due when the prerequisite is (its success wakes this one at once)
+            movement.next_attempt_at = prerequisite.next_attempt_at
+        return True
+    hold = KINDS[movement.kind].hold
+    if hold is not None and hold(movement):
+        movement.next_attempt_at = utcnow() + timedelta(hours=1)  # and again at once when released
+        return True
+    return False
+
+
+def _status(movement_id: str) -> str:
+    status = db.session.scalar(select(Movement.status).where(Movement.id == movement_id))
+    db.session.rollback()
+    return status or "missing"
+
+
+def _succeeded(movement_id: str, kind: Kind, result: dict) -> str:
+    movement = db.session.get(Movement, movement_id)
+    kind.record(movement, result)
+    movement.stripe_id = movement.stripe_id or result["id"]
+    _finish(movement, "succeeded", None)
+    _wake_dependents(movement_id)
+    db.session.commit()
+    return "succeeded"
+
+
+def _wake_dependents(movement_id: str) -> None:
+    """What waited for this movement is due now, and asked for."""
+    from jobs.movements import drive_movement
+
+    for dependent in db.session.scalars(select(Movement).where(
+            or_(Movement.after_id == movement_id, Movement.source_movement_id == movement_id),
+            Movement.status.in_(("planned", "unknown")))):
+        dependent.next_attempt_at = utcnow()
+        outbox.add(drive_movement, dependent.id)
+
+
+def _finish(movement: Movement, status: str, error: str | None) -> None:
+    movement.status = status
+    movement.last_error = error[:1000] if error else None
+    movement.locked_until = None
+    if status in ("succeeded", "failed"):
+        movement.finished_at = utcnow()
+
+
+def _unknown(movement_id: str, error: str) -> str:
+    """Try the same request again later (or ask for attention once attempts ran out)."""
+    movement = db.session.get(Movement, movement_id, with_for_update=True)
+    if movement.attempts >= current_app.config["MOVEMENT_MAX_ATTEMPTS"]:
+        _finish(movement, "needs_attention", f"outcome unknown after {movement.attempts} attempts: {error}")
+        log.error("movement %s (%s) needs attention: %s", movement_id, movement.kind, error)
+    else:
+        _finish(movement, "unknown", error)
+        movement.next_attempt_at = utcnow() + backoff(movement.attempts)
+    db.session.commit()
+    return movement.status
+
+
+def _refused(movement_id: str, kind: Kind, error: AppError) -> str:
+    code = (error.details or {}).get("stripe_code") or error.code
+    message = f"{code}: {error.message}"
+    movement = db.session.get(Movement, movement_id, with_for_update=True)
+    if code in RETRY_LATER and movement.attempts < current_app.config["MOVEMENT_MAX_ATTEMPTS"]:
+        movement.key_generation += 1  # nothing was made: the next attempt is a new request
+        _finish(movement, "planned", message)
+        movement.next_attempt_at = utcnow() + backoff(movement.attempts)
+    else:
+        status = kind.refused(movement, error) if code not in RETRY_LATER else "needs_attention"
+        _finish(movement, status, message)
+        if status == "needs_attention":
+            log.error("movement %s (%s) needs attention: %s", movement_id, movement.kind, message)
+    db.session.commit()
+    return movement.status
+
+
+def backoff(attempts: int) -> timedelta:
+    """10 s, 30 s, 90 s, ~4.5 min, ~13.5 min, ~40 min, 2 h, then 6 h."""
+    return timedelta(seconds=min(10 * 3 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def drive_now(movement_ids: list[str]) -> None:
+    """Drive these movements in this process, in order (best effort: the sweep is the net)."""
+    for movement_id in movement_ids:
+        try:
+            drive(movement_id)
+        except Exception:  # noqa: BLE001 - the row stays due; its error is the sweep's to meet
+            db.session.rollback()
+            log.exception("driving movement %s here failed; the worker will", movement_id)
+
+
+def wake(movement_ids: list[str]) -> None:
+    """Make these unfinished movements due now and drive them (what they waited for exists)."""
+    if movement_ids:
+        db.session.execute(update(Movement).where(Movement.id.in_(movement_ids),
+                                                  Movement.status.in_(("planned", "unknown")))
+                           .values(next_attempt_at=utcnow()).execution_options(synchronize_session=False))
+        db.session.commit()
+    drive_now(movement_ids)
+
+
+def sweep(limit: int = 200) -> int:
+    """Drive every movement whose attempt is due (the worker's safety net); how many."""
+    now = utcnow()
+    due = list(db.session.scalars(
+        select(Movement.id)
+        .where(or_(and_(Movement.status.in_(("planned", "unknown")), Movement.next_attempt_at <= now),
+                   and_(Movement.status == "sent", Movement.locked_until < now)))
+        .order_by(Movement.next_attempt_at, Movement.id).limit(limit)))
+    db.session.commit()
+    drive_now(due)
+    return len(due)
+
+
+def retry(movement_id: str) -> Movement:
+    """An admin's new try of a movement that needs attention: due now, attempts counted anew."""
+    from jobs.movements import drive_movement
+
+    movement = db.session.get(Movement, movement_id, with_for_update=True)
+    if movement is None:
+        db.session.rollback()
+        raise NotFound("No such movement.", code="movement_not_found")
+    if movement.status != "needs_attention":
+        db.session.rollback()
+        raise Conflict("Only a movement that needs attention can be retried.", code="movement_not_retryable",
+                       details={"status": movement.status})
+    movement.status = "unknown" if movement.first_sent_at else "planned"
+    movement.attempts, movement.next_attempt_at = 0, utcnow()
+    audit.record("movement.retried", "movement", movement.id, amount=movement.amount, currency=movement.currency)
+    outbox.add(drive_movement, movement.id)
+    db.session.commit()
+    return movement
+
+
+def list_movements(page: int = 1, per_page: int = 20, status: str | None = None, kind: str | None = None) -> dict:
+    """Movements, newest first; filters by status and kind."""
+    stmt = select(Movement)
+    if status:
+        stmt = stmt.where(Movement.status == status)
+    if kind:
+        stmt = stmt.where(Movement.kind == kind)
+    return paginate(stmt.order_by(Movement.created_at.desc(), Movement.id.desc()), page, per_page).as_dict()
+
+
+def counts() -> dict[str, int]:
+    """How many movements are in each status (for /metrics)."""
+    rows = db.session.execute(select(Movement.status, func.count()).group_by(Movement.status)).all()
+    db.session.rollback()
+    return {status: int(n) for status, n in rows}
+
+
+def needing_attention(limit: int = 100) -> list[Movement]:
+    """The movements that need an admin, oldest first."""
+    return list(db.session.scalars(select(Movement).where(Movement.status == "needs_attention")
+                                   .order_by(Movement.created_at).limit(limit)))
+
+
+def live(**links) -> list[Movement]:
+    """The movements (planned, under way, needing attention or succeeded) matching `links`."""
+    stmt = select(Movement).where(Movement.status.in_(LIVE))
+    for name, value in links.items():
+        stmt = stmt.where(getattr(Movement, name) == value)
+    return list(db.session.scalars(stmt.order_by(Movement.created_at, Movement.id)))

@@ -1,0 +1,134 @@
+"""The Stripe side of the payments' movements: transfers, retransfers, reversals, refunds.
+
+Each kind sends its request under the movement's key, finds one an earlier attempt made
+(by the movement id in its metadata), and hands the result to the domain module that
+records it (refunds, disputes, transfers). Every read the recording needs (the vendor's
+side of a transfer, a refund's balance transaction) is made here, with no transaction open.
+"""
+from __future__ import annotations
+
+from marketplace import stripe_gateway
+from marketplace.errors import AppError
+from marketplace.movements.engine import Kind, register
+from marketplace.movements.models import Movement
+
+
+def _metadata(m: Movement) -> dict:
+    links = {name: getattr(m, name) for name in ("order_id", "split_id", "refund_id", "dispute_id")
+             if getattr(m, name)}
+    return {**links, "movement_id": m.id}
+
+
+def _ours(obj: dict, m: Movement) -> bool:
+    return (obj.get("metadata") or {}).get("movement_id") == m.id
+
+
+# transfers and retransfers ------------------------------------------------------------------
+
+def _transfer_result(transfer: dict) -> dict:
+    return {"id": transfer["id"], "transfer": transfer, "payment": vendor_side(transfer)}
+
+
+def vendor_side(transfer: dict) -> dict:
+    """The `py_` payment a transfer left on the vendor's account, with its balance transaction."""
+    return stripe_gateway.retrieve_charge(
+        transfer["destination_payment"], account=transfer["destination"], expand=["balance_transaction"])
+
+
+def send_transfer(m: Movement) -> dict:
+    params = {"amount": m.amount, "currency": m.currency, "destination": m.destination,
+              "transfer_group": m.params["transfer_group"], "metadata": _metadata(m),
+              "expand": ["balance_transaction"]}
+    if m.kind == "transfer":  # the split's share of the charge, whatever the balance
+        params["source_transaction"] = m.source_id
+    return _transfer_result(stripe_gateway.create_transfer(params, m.idempotency_key))
+
+
+def find_transfer(m: Movement) -> dict | None:
+    if m.by_stripe:  # a destination charge's transfer: Stripe makes it when the charge settles
+        charge = stripe_gateway.retrieve_charge(m.source_id, expand=["transfer.balance_transaction"])
+        transfer = charge.get("transfer")
+        return _transfer_result(transfer) if isinstance(transfer, dict) else None
+    for transfer in stripe_gateway.list_transfers(m.params["transfer_group"]):
+        if _ours(transfer, m):
+            return _transfer_result(transfer)
+    return None
+
+
+def record_transfer(m: Movement, result: dict) -> None:
+    from marketplace.payments import transfers
+
+    transfers.record(m, result["transfer"], result["payment"])
+
+
+# reversals ----------------------------------------------------------------------------------
+
+def _reversal_result(reversal: dict, m: Movement) -> dict:
+    refund = stripe_gateway.retrieve_refund(reversal["destination_payment_refund"], account=m.destination,
+                                            expand=["balance_transaction"])
+    return {"id": reversal["id"], "reversal": reversal, "vendor_refund": refund}
+
+
+def send_reversal(m: Movement) -> dict:
+    reversal = stripe_gateway.create_transfer_reversal(
+        m.source_id, {"amount": m.amount, "metadata": _metadata(m), "expand": ["balance_transaction"]},
+        m.idempotency_key)
+    return _reversal_result(reversal, m)
+
+
+def find_reversal(m: Movement) -> dict | None:
+    for reversal in stripe_gateway.list_transfer_reversals(m.source_id):
+        if _ours(reversal, m):
+            return _reversal_result(reversal, m)
+    return None
+
+
+def record_reversal(m: Movement, result: dict) -> None:
+    from marketplace.payments import transfers
+
+    transfers.record_reversal_movement(m, result["reversal"], result["vendor_refund"])
+
+
+# refunds ------------------------------------------------------------------------------------
+
+def send_refund(m: Movement) -> dict:
+    params = {"charge": m.source_id, "amount": m.amount, "reason": m.params["reason"],
+              "metadata": _metadata(m), "expand": ["balance_transaction"]}
+    refund = stripe_gateway.create_refund(params, m.idempotency_key)
+    return {"id": refund["id"], "refund": refund}
+
+
+def find_refund(m: Movement) -> dict | None:
+    for refund in stripe_gateway.list_refunds(m.source_id):
+        if _ours(refund, m):
+            return {"id": refund["id"], "refund": refund}
+    return None
+
+
+def record_refund(m: Movement, result: dict) -> None:
+    from marketplace.payments import refunds
+
+    refunds.record(m, result["refund"])
+
+
+def refund_refused(m: Movement, error: AppError) -> str:
+    from marketplace.payments import refunds
+
+    refunds.refused(m, error)
+    return "failed"
+
+
+def _held(m: Movement) -> bool:
+    from marketplace.vendors.models import Vendor
+    from marketplace.extensions import db
+
+    return not m.by_stripe and m.vendor_id is not None \
+        and db.session.get(Vendor, m.vendor_id).status == "suspended"
+
+
+def register_kinds() -> None:
+    """Teach the movement engine the payments' kinds."""
+    register("transfer", Kind(send=send_transfer, find=find_transfer, record=record_transfer, hold=_held))
+    register("retransfer", Kind(send=send_transfer, find=find_transfer, record=record_transfer, hold=_held))
+    register("transfer_reversal", Kind(send=send_reversal, find=find_reversal, record=record_reversal))
+    register("refund", Kind(send=send_refund, find=find_refund, record=record_refund, refused=refund_refused))
