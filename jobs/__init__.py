@@ -45,4 +45,17 @@ def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         db.session.rollback()
         raise
     outbox.relay_if_committed()
+    message_id = _outbox_message()
+    if message_id:
+        outbox.mark_done(message_id)
     return result
+
+
+def _outbox_message() -> str | None:
+    """The outbox row this RQ job was handed off for (its job id is `outbox-<row id>`)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None and job.id.startswith("outbox-"):
+        return job.id[len("outbox-"):]
+    return None

@@ -13,6 +13,11 @@ marks them in a short transaction that need not be durable: losing that mark in 
 crash only makes the periodic relay enqueue the job again, which at-least-once
 delivery already allows. The row itself is committed durably with the business change.
 
+A row is done when its job has finished (`done_at`, marked by the job itself), not when it
+was handed to Redis: a row handed off but not done STALE_AFTER later (its job vanished with
+Redis' data, or its worker died, or RQ gave up) is handed off again, until
+OUTBOX_MAX_ATTEMPTS hand-offs have been made (then it is dead, and visible).
+
 A hot path can instead record its job inside one PostgreSQL statement (`add_statement()`):
 nothing is handed off by the request, and a NOTIFY on NOTIFY_CHANNEL, sent when the
 transaction commits, wakes the workers' relay at once (the periodic relay stays the net).
@@ -55,6 +60,13 @@ class OutboxMessage(db.Model):
             postgresql_where=text("dispatched_at IS NULL AND dead_at IS NULL"),
             sqlite_where=text("dispatched_at IS NULL AND dead_at IS NULL"),
         ),
+        # ... and the rows handed off whose job has not finished.
+        Index(
+            "ix_outbox_messages_unfinished",
+            "dispatched_at",
+            postgresql_where=text("dispatched_at IS NOT NULL AND done_at IS NULL AND dead_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NOT NULL AND done_at IS NULL AND dead_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = id_column("obx")
@@ -64,6 +76,7 @@ class OutboxMessage(db.Model):
     created_at: Mapped[datetime] = created_at_column()
     available_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -190,8 +203,22 @@ def _relay_committed(committed: list[tuple[str, str, list, dict]]) -> int:
     return len(handed)
 
 
+# A handed-off job that has not finished this long after is handed off again (longer than
+# any job may run: RQ stops one at JOB_TIMEOUT_SECONDS).
+STALE_AFTER = timedelta(seconds=queue.JOB_TIMEOUT_SECONDS + 300)
+
+
+def mark_done(message_id: str) -> None:
+    """The job of an outbox row finished: the row is done (called by the job wrapper)."""
+    db.session.execute(
+        OutboxMessage.__table__.update().where(OutboxMessage.id == message_id, OutboxMessage.done_at.is_(None))
+        .values(done_at=utcnow()))
+    db.session.commit()
+
+
 def relay(limit: int = 100) -> int:
-    """Hand every due, committed message to the queue; returns how many were handed off."""
+    """Hand every due, committed message to the queue (and again every one handed off whose
+    job never finished); returns how many were handed off."""
     if queue.is_inline():
         return _relay_inline()
     handed = 0
@@ -222,6 +249,7 @@ def _relay_inline() -> int:
         try:
             queue.run_inline(message.job, message.args, message.kwargs)
             ran += 1
+            mark_done(message.id)
         except Exception as exc:  # recorded on the row and retried with backoff, never dropped
             db.session.rollback()
             _record_failure(db.session.get(OutboxMessage, message.id), exc)
@@ -232,7 +260,7 @@ def _relay_inline() -> int:
 
 def _claim(limit: int) -> list[OutboxMessage]:
     now = utcnow()
-    stmt = (
+    due = (
         select(OutboxMessage)
         .where(OutboxMessage.dispatched_at.is_(None), OutboxMessage.dead_at.is_(None))
         # A fresh row is due whatever the clocks say; a delayed one (add_later) or a retried
@@ -243,7 +271,24 @@ def _claim(limit: int) -> list[OutboxMessage]:
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(db.session.scalars(stmt))
+    batch = list(db.session.scalars(due))
+    if len(batch) < limit:
+        stale = (
+            select(OutboxMessage)
+            .where(OutboxMessage.dispatched_at < now - STALE_AFTER, OutboxMessage.done_at.is_(None),
+                   OutboxMessage.dead_at.is_(None))
+            .order_by(OutboxMessage.dispatched_at, OutboxMessage.id)
+            .limit(limit - len(batch))
+            .with_for_update(skip_locked=True)
+        )
+        for message in db.session.scalars(stale):
+            if message.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+                message.dead_at = now
+                message.last_error = "its job never finished"
+                log.error("outbox message %s (%s) is dead: its job never finished", message.id, message.job)
+            else:
+                batch.append(message)
+    return batch
 
 
 def _enqueue(message: OutboxMessage) -> bool:

@@ -179,6 +179,7 @@ def _waiting_for(movement: Movement) -> bool:
     hold = KINDS[movement.kind].hold
     if hold is not None and hold(movement):
         movement.next_attempt_at = utcnow() + timedelta(hours=1)  # and again at once when released
+        movement.last_error = "held: the vendor is suspended"
         return True
     return False
 
@@ -271,6 +272,21 @@ def wake(movement_ids: list[str]) -> None:
                            .values(next_attempt_at=utcnow()).execution_options(synchronize_session=False))
         db.session.commit()
     drive_now(movement_ids)
+
+
+def handle_balance_available(balance: dict, account: str | None = None) -> int:
+    """`balance.available`: funds arrived on the platform (or a vendor's account); movements
+    refused for lack of them are tried again now. Returns how many."""
+    waiting = select(Movement.id).where(Movement.status == "planned", Movement.key_generation > 0,
+                                        Movement.last_error.like("balance_insufficient%"))
+    if account is None:  # the platform's balance: transfers and retransfers draw on it
+        waiting = waiting.where(Movement.kind.in_(("transfer", "retransfer", "refund")))
+    else:  # a vendor's balance: reversals of its transfers and its payouts draw on it
+        waiting = waiting.where(or_(Movement.destination == account, Movement.stripe_account == account))
+    ids = list(db.session.scalars(waiting))
+    db.session.commit()
+    wake(ids)
+    return len(ids)
 
 
 def sweep(limit: int = 200) -> int:

@@ -76,6 +76,7 @@ def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
         return existing, recovered
     if order.status not in PAYABLE:
         raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    _refuse_suspended_destination(order)
     # The order row stays locked over this one call, so concurrent callers wait and then
     # find the Payment; the idempotency key covers what a lock cannot (a crash, a retry).
     intent = stripe_gateway.create_payment_intent(_intent_params(order), payment_intent_key(order.id))
@@ -92,6 +93,17 @@ def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     audit.record("payment_intent.created", "payment", payment.id, amount=payment.amount, currency=payment.currency)
     db.session.commit()
     return payment, True
+
+
+def _refuse_suspended_destination(order: Order) -> None:
+    """A destination charge pays the vendor at once: not while the vendor is suspended (the
+    shares of separate charges wait on the platform instead; see transfers)."""
+    if order.charge_type != "destination":
+        return
+    vendor = db.session.get(Vendor, order.splits[0].vendor_id)
+    if vendor.status == "suspended":
+        db.session.rollback()
+        raise Conflict("The vendor of this order is suspended; it cannot be paid now.", code="vendor_suspended")
 
 
 def _own_order(user: User, order_id: str, lock: bool = False) -> Order:
@@ -127,6 +139,7 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
     order = db.session.get(Order, order_id)
     if order.status not in PAYABLE:
         raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    _refuse_suspended_destination(order)
     payment_id, intent_id = payment.id, payment.payment_intent_id
     key = confirm_key(payment, payment_method)
     db.session.commit()  # no transaction stays open over the network call

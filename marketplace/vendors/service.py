@@ -204,6 +204,10 @@ def admin_update_vendor(vendor_id: str, fee_policy: Any = UNSET, status: str | N
     if status is not None:
         audit.record(f"vendor.status_set_{status}", "vendor", vendor.id)
     db.session.commit()
+    if status == "active":  # its shares held on the platform meanwhile go out now
+        from marketplace.movements import engine
+
+        engine.wake([m.id for m in engine.live(vendor_id=vendor.id) if m.status == "planned"])
     log.info("admin updated vendor %s (status=%s, fee_policy=%s)", vendor.id, vendor.status,
              "unchanged" if fee_policy is UNSET else fee_policy)
     return vendor

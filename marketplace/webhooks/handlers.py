@@ -89,6 +89,7 @@ HANDLERS: dict[str, Handler] = {
     "payout.paid": call_service(PAYOUTS, "handle_payout_paid"),
     "payout.failed": call_service(PAYOUTS, "handle_payout_failed"),
     "payout.canceled": call_service(PAYOUTS, "handle_payout_canceled"),
+    "balance.available": call_service("marketplace.movements.engine", "handle_balance_available"),
 }
 
 

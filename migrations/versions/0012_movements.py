@@ -1,5 +1,6 @@
 """movements: every Stripe call that moves money after the charge, as a durable row;
-refunds: Stripe's status, and no admin for a refund made in Stripe's Dashboard
+refunds: Stripe's status, and no admin for a refund made in Stripe's Dashboard;
+outbox: a row is done when its job finished
 
 Revision ID: 0012
 Revises: 0011
@@ -80,9 +81,20 @@ def upgrade():
     with op.batch_alter_table('refunds', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stripe_status', sa.String(length=24), nullable=True))
         batch_op.alter_column('created_by', existing_type=sa.String(length=40), nullable=True)
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('done_at', sa.DateTime(timezone=True), nullable=True))
+    # Rows handed off before this revision are taken as done (their jobs ran, or the
+    # periodic relays of before would not have retried them either).
+    op.execute("UPDATE outbox_messages SET done_at = dispatched_at WHERE dispatched_at IS NOT NULL")
+    unfinished = "dispatched_at IS NOT NULL AND done_at IS NULL AND dead_at IS NULL"
+    op.create_index('ix_outbox_messages_unfinished', 'outbox_messages', ['dispatched_at'], unique=False,
+                    postgresql_where=sa.text(unfinished), sqlite_where=sa.text(unfinished))
 
 
 def downgrade():
+    op.drop_index('ix_outbox_messages_unfinished', table_name='outbox_messages')
+    with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
+        batch_op.drop_column('done_at')
     with op.batch_alter_table('refunds', schema=None) as batch_op:
         batch_op.alter_column('created_by', existing_type=sa.String(length=40), nullable=False)
         batch_op.drop_column('stripe_status')
