@@ -69,7 +69,10 @@ def idempotent(view):
         if isinstance(row_or_response, Response):
             return row_or_response
         g.idempotency_key_id = row_or_response
-        return _run_and_store(row_or_response, view, args, kwargs)
+        try:
+            return _run_and_store(row_or_response, view, args, kwargs)
+        finally:  # the key is this request's only (an outliving app context must not lend it)
+            g.pop("idempotency_key_id", None)
 
     return wrapper
 

@@ -9,7 +9,7 @@ import time
 import uuid
 
 from flask import Flask, g, has_request_context, request
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -88,6 +88,12 @@ class Metrics:
             ["endpoint", "method"],
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.movements = Gauge(
+            "marketplace_movements",
+            "Money movements by status (read from the database at each scrape).",
+            ["status"],
+            registry=self.registry,
         )
 
 

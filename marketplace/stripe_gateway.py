@@ -73,7 +73,9 @@ def translate_error(error: stripe.StripeError, client_params: Iterable[str] = ()
     """The AppError a Stripe error becomes; `client_params` are params the API client chose."""
     request_id = getattr(error, "request_id", None)
     details = {"stripe_request_id": request_id} if request_id else {}
-    if isinstance(error, stripe.IdempotencyError) and error.code == "idempotency_key_in_use":
+    if error.http_status == 409:
+        # Another request with this key is still running (`idempotency_key_in_use`; the
+        # stripe package raises a plain APIError for any 409): its outcome is unknown.
         return StripeInFlight(details=details, headers={"Retry-After": "2"})
     if isinstance(error, stripe.CardError):
         decline = (getattr(error.error, "decline_code", None) if error.error else None)

@@ -43,6 +43,8 @@ def readyz():
 @blp.route("/metrics")
 @blp.response(200, content_type="text/plain", description="Prometheus text exposition")
 def metrics():
-    """Request counts and latency by endpoint and status."""
-    registry = current_app.extensions["metrics"].registry
+    """Request counts and latency by endpoint and status; money movements by status."""
+    metrics = current_app.extensions["metrics"]
+    service.count_movements(metrics.movements)
+    registry = metrics.registry
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
