@@ -18,6 +18,7 @@ def create_app(config: Config | None = None, overrides: Mapping[str, Any] | None
     register_extensions(app)
     register_blueprints(app)
     register_movements()
+    register_jobs()
     register_errors(app)
     register_hooks(app)
     register_commands(app)
@@ -42,6 +43,13 @@ def register_movements() -> None:
 
     payments_kinds()
     payout_kinds()
+
+
+def register_jobs() -> None:
+    """Every job services name (marketplace.tasks) exists: a wrong name fails here."""
+    from marketplace import tasks
+
+    tasks.check()
 
 
 def register_extensions(app: Flask) -> None:

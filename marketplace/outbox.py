@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import JSON, Index, Integer, String, Text, TextClause, and_, bindparam, event, or_, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from marketplace import queue
+from marketplace import queue, tasks
 from marketplace.database import UTCDateTime, created_at_column, id_column, new_id, utcnow
 from marketplace.extensions import db
 
@@ -82,12 +82,16 @@ class OutboxMessage(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-def job_path(fn: Callable) -> str:
-    """The importable dotted path RQ uses for a job function."""
-    return f"{fn.__module__}.{fn.__qualname__}"
+def job_path(task: str | Callable) -> str:
+    """The importable dotted path RQ uses for a job: a name from `tasks`, or a function."""
+    if isinstance(task, str):
+        if not tasks.is_task(task):
+            raise ValueError(f"{task!r} is not a job named in marketplace.tasks")
+        return task
+    return f"{task.__module__}.{task.__qualname__}"
 
 
-def add(fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
+def add(fn: str | Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
     """Record a job in the current transaction; it is handed off only if that commits."""
     # The id is set here, not at flush, so the hand-off after commit needs no read-back.
     now = utcnow()
@@ -98,7 +102,7 @@ def add(fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
     return message
 
 
-def add_later(delay: timedelta, fn: Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
+def add_later(delay: timedelta, fn: str | Callable, *args: Any, **kwargs: Any) -> OutboxMessage:
     """Record a job in the current transaction, due `delay` after now.
 
     Nothing is handed off after the commit: the periodic relay takes the row once it is
@@ -112,7 +116,7 @@ def add_later(delay: timedelta, fn: Callable, *args: Any, **kwargs: Any) -> Outb
     return message
 
 
-def add_statement(fn: Callable, *args: Any, when: str) -> tuple[TextClause, dict[str, Any]]:
+def add_statement(fn: str | Callable, *args: Any, when: str) -> tuple[TextClause, dict[str, Any]]:
     """One PostgreSQL statement recording the job `fn(*args)` for each row that `when` returns.
 
     `when` is the SQL of a data-modifying statement with RETURNING, typically

@@ -12,7 +12,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from rq import SimpleWorker
 
-from marketplace import outbox, queue
+from marketplace import outbox, queue, tasks
 from marketplace.database import utcnow
 from marketplace.extensions import db
 
@@ -23,21 +23,21 @@ log = logging.getLogger(__name__)
 class ScheduledJob:
     name: str
     cron: str  # five-field cron expression, UTC
-    job: str  # dotted path of a @job function
+    job: str  # a job named in marketplace.tasks
 
 
 SCHEDULE: list[ScheduledJob] = [
-    ScheduledJob("reap-idempotency-keys", "17 * * * *", "jobs.maintenance.reap_idempotency_keys"),
+    ScheduledJob("reap-idempotency-keys", "17 * * * *", tasks.REAP_IDEMPOTENCY_KEYS),
     # Yesterday (UTC) against Stripe, once the day's balance transactions are all listed.
-    ScheduledJob("daily-reconciliation", "30 2 * * *", "jobs.reconciliation.daily_reconciliation"),
+    ScheduledJob("daily-reconciliation", "30 2 * * *", tasks.DAILY_RECONCILIATION),
     # Keep in step with marketplace.payouts.service.DAILY_RUN_CRON (next_payout_date).
-    ScheduledJob("daily-payout-run", "0 6 * * *", "jobs.payouts.daily_payout_run"),
-    ScheduledJob("expire-unpaid-orders", "*/15 * * * *", "jobs.maintenance.expire_unpaid_orders"),
-    ScheduledJob("requeue-stalled-webhook-events", "*/10 * * * *", "jobs.maintenance.requeue_stalled_webhook_events"),
+    ScheduledJob("daily-payout-run", "0 6 * * *", tasks.DAILY_PAYOUT_RUN),
+    ScheduledJob("expire-unpaid-orders", "*/15 * * * *", tasks.EXPIRE_UNPAID_ORDERS),
+    ScheduledJob("requeue-stalled-webhook-events", "*/10 * * * *", tasks.REQUEUE_STALLED_WEBHOOK_EVENTS),
     # Movements of money are driven from the database: a lost job only delays one.
-    ScheduledJob("sweep-movements", "* * * * *", "jobs.movements.sweep_movements"),
+    ScheduledJob("sweep-movements", "* * * * *", tasks.SWEEP_MOVEMENTS),
     # Asynchronous capture: a charge whose charge.updated never came is fetched again.
-    ScheduledJob("book-unsettled-payments", "*/5 * * * *", "jobs.maintenance.book_unsettled_payments"),
+    ScheduledJob("book-unsettled-payments", "*/5 * * * *", tasks.BOOK_UNSETTLED_PAYMENTS),
 ]
 
 

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import forms, reference, validation
 from .errors import StripeError, api_error
+from .faults import AFTER as FAULTS_AFTER
 from .routes import build_map, endpoint_reference, handler
 from .state import Emulator, set_request_context
 from .store import new_id
@@ -166,7 +167,11 @@ class App:
                 headers.update({"Idempotent-Replayed": "true",
                                 "Original-Request": stored["request_id"]})
                 return _json(stored["status"], stored["body"], headers)
+        fault = emu.faults.take(request.method, request.path)
+        lost = fault if fault and fault["mode"] in FAULTS_AFTER else None
         try:
+            if fault and not lost:
+                self._fault(fault, headers)
             status, body = self._execute(request, endpoint, args, params, account,
                                          request_id, idem, headers)
         except StripeError as err:
@@ -174,6 +179,8 @@ class App:
                 emu.idempotency.finish(scope, err.status, err.body(request_id), request_id)
             elif scope:
                 emu.idempotency.abandon(scope)
+            if lost and err.saved:  # carried out (a refusal, kept for the key); its answer is lost
+                self._lose(lost)
             raise
         except Exception:
             if scope:
@@ -181,13 +188,12 @@ class App:
             raise
         if scope:
             emu.idempotency.finish(scope, status, body, request_id)
+        if lost:
+            self._lose(lost)
         return _json(status, body, headers)
 
     def _execute(self, request, endpoint, args, params, account, request_id, idem, headers):
         emu = self.emu
-        fault = emu.faults.take(request.method, request.path)
-        if fault:
-            self._fault(fault, headers)
         with emu.lock:
             if account != emu.platform_id:
                 acct = emu.store.find(account)
@@ -210,6 +216,17 @@ class App:
             finally:
                 set_request_context(None, None)
         return status, body
+
+    def _lose(self, fault):
+        """The request was carried out and its answer kept for its idempotency key; the
+        client gets an error instead (after `seconds`, when given: past its timeout, the
+        client sees no answer at all). A retry under the same key replays the real answer."""
+        if fault.get("seconds"):
+            time.sleep(min(float(fault["seconds"]), 30.0))
+        raise StripeError("An unknown error occurred (injected fault: the request was carried "
+                          "out, its answer lost).", type="api_error",
+                          status=int(fault.get("status") or 500), saved=False,
+                          headers={"Stripe-Should-Retry": "true"})
 
     def _fault(self, fault, headers):
         """Fail as the armed fault says, before any state changes."""

@@ -2,9 +2,7 @@
 
 Callers pass the postings of one movement; `post()` adds the entry to the caller's
 transaction (it never commits: the calling service owns the transaction). Account
-names are typed strings: `platform:stripe_balance`, `platform:fee_revenue`,
-`platform:stripe_fees`, `platform:refunds`, `vendor:<id>:stripe_balance`,
-`vendor:<id>:paid_out`, `shopper:clearing` ...
+names and entry kinds are those of `ledger/accounts.py`.
 """
 from __future__ import annotations
 
@@ -19,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from marketplace.database import new_id, utcnow
 from marketplace.errors import AppError
 from marketplace.extensions import db
+from marketplace.ledger import accounts
 from marketplace.ledger.models import JournalEntry, Posting
 
 
@@ -37,14 +36,7 @@ class Line:
     amount: int
 
 
-def platform(name: str) -> str:
-    """A platform account, e.g. platform('stripe_balance')."""
-    return f"platform:{name}"
-
-
-def vendor(vendor_id: str, name: str) -> str:
-    """A vendor account, e.g. vendor('ven_1', 'stripe_balance')."""
-    return f"vendor:{vendor_id}:{name}"
+platform, vendor = accounts.platform, accounts.vendor  # the account names, for callers
 
 
 def post(kind: str, lines: list[Line], *, key: str, occurred_at: datetime | None = None,
@@ -52,6 +44,8 @@ def post(kind: str, lines: list[Line], *, key: str, occurred_at: datetime | None
          stripe_balance_transaction_id: str | None = None, stripe_account: str | None = None,
          local_type: str | None = None, local_id: str | None = None) -> JournalEntry:
     """Record one balanced movement once (keyed by `key`); returns the entry."""
+    if kind not in accounts.KINDS:
+        raise ValueError(f"{kind!r} is not an entry kind of ledger/accounts.py")
     _check(lines)
     existing = _existing(key, lines)
     if existing is not None:
@@ -109,6 +103,11 @@ def _check(lines: list[Line]) -> None:
 
 def _signature(lines) -> list[tuple[str, str, int]]:
     return sorted((line.account, line.currency, line.amount) for line in lines)
+
+
+def entry_for(key: str) -> JournalEntry | None:
+    """The entry recorded under `key`, if any."""
+    return db.session.scalar(select(JournalEntry).where(JournalEntry.entry_key == key))
 
 
 def balance(account: str, currency: str) -> int:

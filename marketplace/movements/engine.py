@@ -31,7 +31,7 @@ from typing import Callable
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 
-from marketplace import audit, outbox, stripe_gateway
+from marketplace import audit, outbox, stripe_gateway, tasks
 from marketplace.database import new_id, utcnow
 from marketplace.errors import AppError, Conflict, NotFound, ServiceUnavailable
 from marketplace.extensions import db
@@ -56,7 +56,8 @@ class Kind:
     `record(m, result)` needs, read from Stripe with no transaction open. `record` writes
     the ledger and the domain rows in the engine's transaction. `refused(m, error)` says
     what a definite refusal means and returns the movement's final status. `hold(m)`, when
-    given, keeps a movement waiting while it is true (a suspended vendor's transfers).
+    given, keeps a movement waiting while it is true (a suspended vendor's transfers);
+    `ended(m)`, when given, runs in the transaction that makes it succeeded or failed.
     """
 
     send: Callable[[Movement], dict]
@@ -64,6 +65,7 @@ class Kind:
     record: Callable[[Movement, dict], None]
     refused: Callable[[Movement, AppError], str] = field(default=lambda m, error: "needs_attention")
     hold: Callable[[Movement], bool] | None = None
+    ended: Callable[[Movement], None] | None = None
 
 
 KINDS: dict[str, Kind] = {}
@@ -76,12 +78,10 @@ def register(name: str, kind: Kind) -> None:
 
 def plan(kind: str, amount: int, currency: str, **fields) -> Movement:
     """A movement to make, in the caller's transaction; a job drives it after the commit."""
-    from jobs.movements import drive_movement
-
     movement = Movement(id=new_id("mov"), kind=kind, amount=amount, currency=currency,
                         status="planned", next_attempt_at=utcnow(), **fields)
     db.session.add(movement)
-    outbox.add(drive_movement, movement.id)
+    outbox.add(tasks.DRIVE_MOVEMENT, movement.id)
     return movement
 
 
@@ -202,13 +202,11 @@ def _succeeded(movement_id: str, kind: Kind, result: dict) -> str:
 
 def _wake_dependents(movement_id: str) -> None:
     """What waited for this movement is due now, and asked for."""
-    from jobs.movements import drive_movement
-
     for dependent in db.session.scalars(select(Movement).where(
             or_(Movement.after_id == movement_id, Movement.source_movement_id == movement_id),
             Movement.status.in_(("planned", "unknown")))):
         dependent.next_attempt_at = utcnow()
-        outbox.add(drive_movement, dependent.id)
+        outbox.add(tasks.DRIVE_MOVEMENT, dependent.id)
 
 
 def _finish(movement: Movement, status: str, error: str | None) -> None:
@@ -217,6 +215,9 @@ def _finish(movement: Movement, status: str, error: str | None) -> None:
     movement.locked_until = None
     if status in ("succeeded", "failed"):
         movement.finished_at = utcnow()
+        ended = KINDS[movement.kind].ended
+        if ended is not None:
+            ended(movement)
 
 
 def _unknown(movement_id: str, error: str) -> str:
@@ -304,8 +305,6 @@ def sweep(limit: int = 200) -> int:
 
 def retry(movement_id: str) -> Movement:
     """An admin's new try of a movement that needs attention: due now, attempts counted anew."""
-    from jobs.movements import drive_movement
-
     movement = db.session.get(Movement, movement_id, with_for_update=True)
     if movement is None:
         db.session.rollback()
@@ -317,7 +316,7 @@ def retry(movement_id: str) -> Movement:
     movement.status = "unknown" if movement.first_sent_at else "planned"
     movement.attempts, movement.next_attempt_at = 0, utcnow()
     audit.record("movement.retried", "movement", movement.id, amount=movement.amount, currency=movement.currency)
-    outbox.add(drive_movement, movement.id)
+    outbox.add(tasks.DRIVE_MOVEMENT, movement.id)
     db.session.commit()
     return movement
 

@@ -44,18 +44,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from marketplace.ledger import accounts as a
 from marketplace.ledger import service as ledger
 from marketplace.ledger.service import Line
-
-SHOPPER_CLEARING = "shopper:clearing"
-
-
-def platform_balance() -> str:
-    return ledger.platform("stripe_balance")
-
-
-def vendor_balance(vendor_id: str) -> str:
-    return ledger.vendor(vendor_id, "stripe_balance")
 
 
 def _when(bt: dict) -> datetime | None:
@@ -70,7 +61,7 @@ def record_bt(kind: str, bt: dict, *, owner: str, fee_account: str | None, count
     net = amount - fee
     lines = [Line(owner, currency, net)] if net else []
     if fee:
-        lines.append(Line(fee_account or ledger.platform("stripe_fees"), currency, fee))
+        lines.append(Line(fee_account or a.STRIPE_FEES, currency, fee))
     lines.append(Line(counter, currency, -amount))
     ledger.post(
         kind, lines, key=bt["id"], occurred_at=_when(bt), description=bt.get("description") or "",
@@ -81,40 +72,39 @@ def record_bt(kind: str, bt: dict, *, owner: str, fee_account: str | None, count
 
 def record_charge(bt: dict, order_id: str) -> None:
     """The shopper's payment reaching the platform, less Stripe's processing fee."""
-    record_bt("charge", bt, owner=platform_balance(), fee_account=ledger.platform("stripe_fees"),
-              counter=SHOPPER_CLEARING, stripe_account=None, local_type="order", local_id=order_id)
+    record_bt(a.CHARGE, bt, owner=a.PLATFORM_BALANCE, fee_account=a.STRIPE_FEES,
+              counter=a.SHOPPER_CLEARING, stripe_account=None, local_type="order", local_id=order_id)
 
 
 def record_transfer(bt: dict, vendor_id: str, split_id: str) -> None:
     """A transfer out of the platform's balance (tr_), or a reversal of one (trr_) coming back."""
-    kind = "transfer" if int(bt["amount"]) < 0 else "transfer_reversal"
-    record_bt(kind, bt, owner=platform_balance(), fee_account=None,
-              counter=ledger.vendor(vendor_id, "transfer_clearing"), stripe_account=None,
+    kind = a.TRANSFER if int(bt["amount"]) < 0 else a.TRANSFER_REVERSAL
+    record_bt(kind, bt, owner=a.PLATFORM_BALANCE, fee_account=None,
+              counter=a.vendor(vendor_id, a.TRANSFER_CLEARING), stripe_account=None,
               local_type="order_split", local_id=split_id)
 
 
 def record_vendor_payment(bt: dict, vendor_id: str, account: str, split_id: str) -> None:
     """The vendor's side of a transfer (py_) or of a reversal (pyr_), application fee included."""
-    kind = "vendor_payment" if int(bt["amount"]) > 0 else "vendor_payment_refund"
-    record_bt(kind, bt, owner=vendor_balance(vendor_id),
-              fee_account=ledger.vendor(vendor_id, "platform_fees"),
-              counter=ledger.vendor(vendor_id, "transfer_clearing"), stripe_account=account,
+    kind = a.VENDOR_PAYMENT if int(bt["amount"]) > 0 else a.VENDOR_PAYMENT_REFUND
+    record_bt(kind, bt, owner=a.vendor(vendor_id), fee_account=a.vendor(vendor_id, a.PLATFORM_FEES),
+              counter=a.vendor(vendor_id, a.TRANSFER_CLEARING), stripe_account=account,
               local_type="order_split", local_id=split_id)
 
 
 def record_application_fee(bt: dict, order_id: str) -> None:
     """The platform's application fee (fee_) on a destination charge, or its refund (fr_)."""
-    kind = "application_fee" if int(bt["amount"]) > 0 else "application_fee_refund"
-    record_bt(kind, bt, owner=platform_balance(), fee_account=None,
-              counter=ledger.platform("fee_revenue"), stripe_account=None,
+    kind = a.APPLICATION_FEE if int(bt["amount"]) > 0 else a.APPLICATION_FEE_REFUND
+    record_bt(kind, bt, owner=a.PLATFORM_BALANCE, fee_account=None,
+              counter=a.FEE_REVENUE, stripe_account=None,
               local_type="order", local_id=order_id)
 
 
 def record_refund(bt: dict, refund_id: str) -> None:
     """Money returned to the shopper (re_), or given back by a failed refund."""
-    kind = "refund" if int(bt["amount"]) < 0 else "refund_failure"
-    record_bt(kind, bt, owner=platform_balance(), fee_account=None,
-              counter=ledger.platform("refunds"), stripe_account=None,
+    kind = a.REFUND if int(bt["amount"]) < 0 else a.REFUND_FAILURE
+    record_bt(kind, bt, owner=a.PLATFORM_BALANCE, fee_account=None,
+              counter=a.REFUNDS, stripe_account=None,
               local_type="refund", local_id=refund_id)
 
 
@@ -122,14 +112,14 @@ def record_dispute(bt: dict, dispute_id: str) -> None:
     """A chargeback debit with its dispute fee, or its reinstatement when won (dp_); or the
     dispute countered fee charged for contesting it, and given back when it is won."""
     if bt.get("type") == "stripe_fee":
-        kind = "dispute_fee" if int(bt["amount"]) < 0 else "dispute_fee_refund"
-        record_bt(kind, bt, owner=platform_balance(), fee_account=None,
-                  counter=ledger.platform("stripe_fees"), stripe_account=None,
+        kind = a.DISPUTE_FEE if int(bt["amount"]) < 0 else a.DISPUTE_FEE_REFUND
+        record_bt(kind, bt, owner=a.PLATFORM_BALANCE, fee_account=None,
+                  counter=a.STRIPE_FEES, stripe_account=None,
                   local_type="dispute", local_id=dispute_id)
         return
-    kind = "dispute" if int(bt["amount"]) < 0 else "dispute_reversal"
-    record_bt(kind, bt, owner=platform_balance(), fee_account=ledger.platform("stripe_fees"),
-              counter=ledger.platform("disputes"), stripe_account=None,
+    kind = a.DISPUTE if int(bt["amount"]) < 0 else a.DISPUTE_REVERSAL
+    record_bt(kind, bt, owner=a.PLATFORM_BALANCE, fee_account=a.STRIPE_FEES,
+              counter=a.DISPUTES, stripe_account=None,
               local_type="dispute", local_id=dispute_id)
 
 
@@ -140,8 +130,25 @@ def record_platform_fee(split, amount: int, key: str, refund: bool = False) -> N
         return
     sign = 1 if refund else -1
     ledger.post(
-        "platform_fee_refund" if refund else "platform_fee",
-        [Line(ledger.platform("fee_revenue"), split.currency, sign * amount),
-         Line(ledger.vendor(split.vendor_id, "platform_fees"), split.currency, -sign * amount)],
+        a.PLATFORM_FEE_REFUND if refund else a.PLATFORM_FEE,
+        [Line(a.FEE_REVENUE, split.currency, sign * amount),
+         Line(a.vendor(split.vendor_id, a.PLATFORM_FEES), split.currency, -sign * amount)],
         key=key, local_type="order_split", local_id=split.id,
     )
+
+
+def record_share_held(m) -> None:
+    """Internal: a transfer held while its vendor is suspended: the vendor's share stays on
+    the platform's balance, owed to it (vendor:<id>:held against platform:held_for_vendors)."""
+    ledger.post(a.SHARE_HELD, [Line(a.vendor(m.vendor_id, a.HELD), m.currency, m.amount),
+                               Line(a.HELD_FOR_VENDORS, m.currency, -m.amount)],
+                key=f"held-{m.id}", local_type="movement", local_id=m.id)
+
+
+def record_share_released(m) -> None:
+    """Internal: the held transfer was made (or given up): nothing is held for it any more."""
+    if ledger.entry_for(f"held-{m.id}") is None:
+        return
+    ledger.post(a.SHARE_RELEASED, [Line(a.vendor(m.vendor_id, a.HELD), m.currency, -m.amount),
+                                   Line(a.HELD_FOR_VENDORS, m.currency, m.amount)],
+                key=f"released-{m.id}", local_type="movement", local_id=m.id)

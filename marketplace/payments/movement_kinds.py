@@ -119,16 +119,28 @@ def refund_refused(m: Movement, error: AppError) -> str:
 
 
 def _held(m: Movement) -> bool:
-    from marketplace.vendors.models import Vendor
+    """A transfer to a suspended vendor waits; its amount is booked as held for the vendor."""
     from marketplace.extensions import db
+    from marketplace.payments import ledger_entries
+    from marketplace.vendors.models import Vendor
 
-    return not m.by_stripe and m.vendor_id is not None \
-        and db.session.get(Vendor, m.vendor_id).status == "suspended"
+    if m.by_stripe or m.vendor_id is None or db.session.get(Vendor, m.vendor_id).status != "suspended":
+        return False
+    ledger_entries.record_share_held(m)
+    return True
+
+
+def _released(m: Movement) -> None:
+    """A held transfer made (or given up): what was held for the vendor is released."""
+    from marketplace.payments import ledger_entries
+
+    ledger_entries.record_share_released(m)
 
 
 def register_kinds() -> None:
     """Teach the movement engine the payments' kinds."""
-    register("transfer", Kind(send=send_transfer, find=find_transfer, record=record_transfer, hold=_held))
-    register("retransfer", Kind(send=send_transfer, find=find_transfer, record=record_transfer, hold=_held))
+    for name in ("transfer", "retransfer"):
+        register(name, Kind(send=send_transfer, find=find_transfer, record=record_transfer, hold=_held,
+                            ended=_released))
     register("transfer_reversal", Kind(send=send_reversal, find=find_reversal, record=record_reversal))
     register("refund", Kind(send=send_refund, find=find_refund, record=record_refund, refused=refund_refused))

@@ -11,6 +11,8 @@ balance transaction, see marketplace/payments/ledger_entries.py). For a cut-off 
     pending   = the other postings on vendor:<id>:stripe_balance: sales, refunds and
                 dispute recoveries younger than the hold
     paid_out  = postings on vendor:<id>:paid_out (payouts less failed or canceled ones)
+    held      = postings on vendor:<id>:held: shares kept on the platform while the vendor
+                is suspended (transferred, and so released, on reinstatement)
 
 `available` is what a payout run owes the vendor (net of refunds and dispute recoveries,
 which are entries on the same account); it may be negative, and is then carried forward.
@@ -24,13 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy import case, func, select
 
 from marketplace.extensions import db
-from marketplace.ledger import service as ledger
+from marketplace.ledger import accounts as a
+from marketplace.ledger.accounts import PAYOUT_KINDS, SALE_KINDS, TAKEBACK_KINDS, vendor_id_of
 from marketplace.ledger.models import JournalEntry, Posting
-
-PAYOUT_KINDS = ("payout", "payout_failure", "payout_cancel")
-SALE_KINDS = ("vendor_payment", "platform_fee")
-TAKEBACK_KINDS = ("vendor_payment_refund", "platform_fee_refund")
-_BALANCE_PATTERN = "vendor:%:stripe_balance"
 
 _recoveries = sa.table(
     "dispute_recoveries", sa.column("stripe_transfer_reversal_id"), sa.column("stripe_retransfer_id")
@@ -43,11 +41,6 @@ class Due:
     currency: str
     available: int
     pending: int
-
-
-def vendor_id_of(account: str) -> str:
-    """`ven_1` from `vendor:ven_1:stripe_balance`."""
-    return account.split(":", 2)[1]
 
 
 def grouped_balances(cutoff: datetime, currency: str | None = None, accounts: list[str] | None = None):
@@ -66,7 +59,7 @@ def grouped_balances(cutoff: datetime, currency: str | None = None, accounts: li
     if accounts is not None:
         stmt = stmt.where(Posting.account.in_(accounts))
     else:
-        stmt = stmt.where(Posting.account.like(_BALANCE_PATTERN))
+        stmt = stmt.where(Posting.account.like(a.VENDOR_BALANCES))
     if currency:
         stmt = stmt.where(Posting.currency == currency)
     return db.session.execute(stmt)
@@ -81,13 +74,13 @@ def amounts_due(cutoff: datetime, currency: str | None = None) -> list[Due]:
 
 
 def vendor_balances(vendor_id: str, cutoff: datetime) -> list[dict]:
-    """`[{currency, pending, available, paid_out}]` of one vendor (definitions: module docstring)."""
-    balance, paid_out = ledger.vendor(vendor_id, "stripe_balance"), ledger.vendor(vendor_id, "paid_out")
+    """`[{currency, pending, available, paid_out, held}]` of one vendor (module docstring)."""
+    balance, paid_out, held = a.vendor(vendor_id), a.vendor(vendor_id, a.PAID_OUT), a.vendor(vendor_id, a.HELD)
     rows: dict[str, dict] = {}
-    for account, cur, available, pending in grouped_balances(cutoff, accounts=[balance, paid_out]):
-        row = rows.setdefault(cur, {"currency": cur, "pending": 0, "available": 0, "paid_out": 0})
-        if account == paid_out:
-            row["paid_out"] += int(available) + int(pending)
+    for account, cur, available, pending in grouped_balances(cutoff, accounts=[balance, paid_out, held]):
+        row = rows.setdefault(cur, {"currency": cur, "pending": 0, "available": 0, "paid_out": 0, "held": 0})
+        if account in (paid_out, held):
+            row["paid_out" if account == paid_out else "held"] += int(available) + int(pending)
         else:
             row["pending"] += int(pending)
             row["available"] += int(available)
@@ -101,7 +94,7 @@ def breakdown(vendor_id: str, currency: str, start: datetime | None, end: dateti
     balance over the period (payouts aside). A dispute recovery is a transfer reversal named
     by a dispute recovery row; a won dispute's re-transfer counts back against it.
     """
-    bal, fees, clearing = (ledger.vendor(vendor_id, name) for name in ("stripe_balance", "platform_fees", "transfer_clearing"))
+    bal, fees, clearing = (a.vendor(vendor_id, name) for name in (a.BALANCE, a.PLATFORM_FEES, a.TRANSFER_CLEARING))
     own = Posting.account.in_([bal, fees])
     recovered = JournalEntry.stripe_object_id.in_(select(_recoveries.c.stripe_transfer_reversal_id))
     retransferred = JournalEntry.stripe_object_id.in_(select(_recoveries.c.stripe_retransfer_id))
@@ -115,10 +108,10 @@ def breakdown(vendor_id: str, currency: str, start: datetime | None, end: dateti
             total(Posting.account == bal), total(Posting.account == fees),
             total(own & JournalEntry.kind.in_(SALE_KINDS)),
             total(own & JournalEntry.kind.in_(TAKEBACK_KINDS), -Posting.amount),
-            total(on_clearing & (JournalEntry.kind == "transfer_reversal") & recovered, -Posting.amount),
-            total(on_clearing & (JournalEntry.kind == "transfer") & retransferred),
+            total(on_clearing & (JournalEntry.kind == a.TRANSFER_REVERSAL) & recovered, -Posting.amount),
+            total(on_clearing & (JournalEntry.kind == a.TRANSFER) & retransferred),
             func.count(sa.distinct(case(
-                ((JournalEntry.kind == "vendor_payment") & (JournalEntry.local_type == "order_split"),
+                ((JournalEntry.kind == a.VENDOR_PAYMENT) & (JournalEntry.local_type == "order_split"),
                  JournalEntry.local_id)))),
         )
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)

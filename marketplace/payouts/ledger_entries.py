@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from marketplace.ledger import accounts as a
 from marketplace.ledger import service as ledger
 from marketplace.ledger.service import Line
 from marketplace.payouts.models import PAYOUT_RANK, Payout
@@ -18,8 +19,8 @@ def _post(kind: str, payout: Payout, bt: dict) -> None:
     amount = int(bt["amount"])
     ledger.post(
         kind,
-        [Line(ledger.vendor(payout.vendor_id, "stripe_balance"), payout.currency, amount),
-         Line(ledger.vendor(payout.vendor_id, "paid_out"), payout.currency, -amount)],
+        [Line(a.vendor(payout.vendor_id), payout.currency, amount),
+         Line(a.vendor(payout.vendor_id, a.PAID_OUT), payout.currency, -amount)],
         key=bt["id"], occurred_at=datetime.fromtimestamp(bt["created"], timezone.utc),
         description=bt.get("description") or "", stripe_object_id=bt.get("source"),
         stripe_balance_transaction_id=bt["id"], stripe_account=payout.stripe_account,
@@ -31,7 +32,7 @@ def record_created(payout: Payout, stripe_payout: dict) -> None:
     """The payout left the vendor's Stripe balance: post it, keep Stripe's id and state."""
     bt = stripe_payout["balance_transaction"]
     if isinstance(bt, dict):
-        _post("payout", payout, bt)
+        _post(a.PAYOUT, payout, bt)
     payout.stripe_payout_id = stripe_payout["id"]
     move_forward(payout, stripe_payout)
 
@@ -49,5 +50,5 @@ def move_forward(payout: Payout, stripe_payout: dict) -> bool:
         payout.failure_code = stripe_payout.get("failure_code") or payout.failure_code
         bt = stripe_payout.get("failure_balance_transaction")
         if isinstance(bt, dict):
-            _post("payout_failure" if status == "failed" else "payout_cancel", payout, bt)
+            _post(a.PAYOUT_FAILURE if status == "failed" else a.PAYOUT_CANCEL, payout, bt)
     return True

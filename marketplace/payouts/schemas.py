@@ -17,6 +17,8 @@ class BalanceSchema(Schema):
     pending = fields.Integer(required=True, metadata={"description": "sales still within PAYOUT_HOLD_DAYS"})
     available = fields.Integer(required=True, metadata={"description": "what the next payout run owes"})
     paid_out = fields.Integer(required=True)
+    held = fields.Integer(required=True, metadata={
+        "description": "sales kept on the platform while the vendor is suspended (paid on reinstatement)"})
 
 
 class BalancesSchema(Schema):

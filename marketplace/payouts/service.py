@@ -11,7 +11,7 @@ from croniter import croniter
 from flask import current_app
 from sqlalchemy import func, select
 
-from marketplace import audit, outbox, stripe_gateway
+from marketplace import audit, outbox, stripe_gateway, tasks
 from marketplace.auth.models import User
 from marketplace.database import isoformat, utcnow
 from marketplace.errors import Conflict, NotFound
@@ -28,7 +28,7 @@ _UNSETTLED = ("pending", "in_transit")
 
 
 def vendor_balance(user: User) -> dict:
-    """`{balances: [{currency, pending, available, paid_out}]}` (see balances.py for the definitions)."""
+    """`{balances: [{currency, pending, available, paid_out, held}]}` (definitions: balances.py)."""
     vendor = vendor_for_user(user)
     cutoff = runs.now() - timedelta(days=current_app.config["PAYOUT_HOLD_DAYS"])
     result = {"balances": balances.vendor_balances(vendor.id, cutoff)}
@@ -43,13 +43,11 @@ def create_run(currency: str | None = None, dry_run: bool = False) -> PayoutRun:
         return db.session.get(PayoutRun, run_id)
     if is_busy():
         raise Conflict("A payout run is already in progress.", code="payout_run_in_progress")
-    from jobs.payouts import execute_payout_run
-
     run = PayoutRun(currency=currency, dry_run=dry_run, status="queued")
     db.session.add(run)
     db.session.flush()
     bind("payout_run", run.id)
-    outbox.add(execute_payout_run, run.id)
+    outbox.add(tasks.EXECUTE_PAYOUT_RUN, run.id)
     audit.record("payout_run.created" + (".dry_run" if dry_run else ""), "payout_run", run.id, currency=currency)
     db.session.commit()
     return run

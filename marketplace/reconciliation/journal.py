@@ -13,16 +13,16 @@ from typing import Iterator
 from sqlalchemy import and_, case, func, or_, select
 
 from marketplace.extensions import db
+from marketplace.ledger import accounts
 from marketplace.ledger.models import JournalEntry, Posting
 from marketplace.reconciliation.matching import LedgerRow
 
 CHUNK = 2000
-FEE_ACCOUNT_SUFFIXES = (":stripe_fees", ":platform_fees")
 
 
 def _columns():
-    net = func.sum(case((Posting.account.like("%:stripe_balance"), Posting.amount), else_=0))
-    is_fee = or_(*[Posting.account.like(f"%{suffix}") for suffix in FEE_ACCOUNT_SUFFIXES])
+    net = func.sum(case((Posting.account.like(accounts.ANY_BALANCE), Posting.amount), else_=0))
+    is_fee = or_(*[Posting.account.like(f"%{suffix}") for suffix in accounts.FEE_SUFFIXES])
     fee = func.sum(case((is_fee, Posting.amount), else_=0))
     return (
         JournalEntry.id, JournalEntry.stripe_balance_transaction_id, JournalEntry.stripe_object_id,

@@ -19,7 +19,7 @@ from typing import Callable
 
 from sqlalchemy import delete, select, update
 
-from marketplace import audit, outbox, stripe_gateway
+from marketplace import audit, outbox, stripe_gateway, tasks
 from marketplace.database import utcnow
 from marketplace.errors import NotFound, ValidationFailed
 from marketplace.extensions import db
@@ -53,13 +53,11 @@ def create_run(start: datetime, end: datetime, trigger: str = "api") -> Reconcil
     if run_id is not None:
         return db.session.get(ReconciliationRun, run_id)
     validate_window(start, end)
-    from jobs.reconciliation import start_run
-
     run = ReconciliationRun(window_start=start, window_end=end, trigger=trigger, status="queued")
     db.session.add(run)
     db.session.flush()
     bind("reconciliation_run", run.id)
-    outbox.add(start_run, run.id)
+    outbox.add(tasks.START_RECONCILIATION, run.id)
     audit.record("reconciliation_run.created", "reconciliation_run", run.id)
     db.session.commit()
     return run
@@ -83,14 +81,12 @@ def start(run_id: str, fan_out: bool = True) -> list[str]:
             ReconciliationAccount.run_id == run_id).order_by(ReconciliationAccount.account)))
         db.session.rollback()
         return keys  # started before: its account jobs are already recorded
-    from jobs.reconciliation import reconcile_account
-
     keys = accounts()
     run.status, run.started_at, run.accounts_total = "running", utcnow(), len(keys)
     for key in keys:
         db.session.add(ReconciliationAccount(run_id=run.id, account=key))
         if fan_out:
-            outbox.add(reconcile_account, run.id, key)
+            outbox.add(tasks.RECONCILE_ACCOUNT, run.id, key)
     db.session.commit()
     return keys
 

@@ -19,15 +19,16 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 
 from marketplace.extensions import db
+from marketplace.ledger import accounts as a
 from marketplace.ledger.models import JournalEntry, Posting
 
 # figure -> (account, sign): the figure is sign * sum(postings on the account).
 FIGURES = {
-    "gross_volume": ("shopper:clearing", -1),
-    "platform_fees": ("platform:fee_revenue", -1),
-    "stripe_fees": ("platform:stripe_fees", 1),
-    "refunds": ("platform:refunds", 1),
-    "disputes": ("platform:disputes", 1),
+    "gross_volume": (a.SHOPPER_CLEARING, -1),
+    "platform_fees": (a.FEE_REVENUE, -1),
+    "stripe_fees": (a.STRIPE_FEES, 1),
+    "refunds": (a.REFUNDS, 1),
+    "disputes": (a.DISPUTES, 1),
 }
 
 

@@ -1,4 +1,5 @@
-"""Event type -> plain handler function, each calling the service of the domain that owns it.
+"""Event type -> handler, each an imported service function of the domain that owns it (a
+wrong name fails at import, never silently at run time).
 
 A handler takes the event dict and returns nothing when the event was applied; it raises
 `Ignored(reason)` when there is nothing to do. Handlers never trust delivery order: the
@@ -6,90 +7,67 @@ domain services they call move state forward only, or re-fetch the object from S
 """
 from __future__ import annotations
 
-import functools
-import importlib
 import inspect
-from typing import Any, Callable
+from typing import Callable
+
+from marketplace.movements import engine
+from marketplace.payments import service as payments
+from marketplace.payouts import service as payouts
+from marketplace.vendors import service as vendors
 
 Handler = Callable[[dict], None]
-
-PAYMENTS = "marketplace.payments.service"
-PAYOUTS = "marketplace.payouts.service"
 
 
 class Ignored(Exception):
     """Nothing to do for this event; the message says why."""
 
 
-def _resolve(module_name: str, function_name: str) -> Callable | None:
-    """The service function, or None while the module or function does not exist yet."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            return None
-        raise
-    return getattr(module, function_name, None)
-
-
-@functools.lru_cache(maxsize=None)
-def _takes_account(fn: Callable) -> bool:
-    return "account" in inspect.signature(fn).parameters
-
-
-def call_service(module_name: str, function_name: str) -> Handler:
-    """A handler passing `data.object` (and `account=` when the function takes it) to a service."""
+def on_object(fn: Callable) -> Handler:
+    """A handler passing `data.object` (and `account=` when `fn` takes it) to a service function."""
+    takes_account = "account" in inspect.signature(fn).parameters
 
     def handler(event: dict) -> None:
-        fn = _resolve(module_name, function_name)
-        if fn is None:
-            raise Ignored(f"no handler yet: {module_name}.{function_name} does not exist")
-        kwargs: dict[str, Any] = {}
-        if _takes_account(fn):
-            kwargs["account"] = event.get("account")
-        fn(event["data"]["object"], **kwargs)
+        if takes_account:
+            fn(event["data"]["object"], account=event.get("account"))
+        else:
+            fn(event["data"]["object"])
 
-    handler.__name__ = f"call_{function_name}"
+    handler.__name__ = handler.__qualname__ = f"on_{fn.__name__}"
+    handler.__wrapped__ = fn
     return handler
 
 
 def account_updated(event: dict) -> None:
     """Bring the vendor in line with its connected account (re-fetched from Stripe)."""
-    from marketplace.vendors import service
-
     account = dict(event["data"]["object"])
     # A Connect event names its account twice; the envelope's `account` is authoritative.
     account["id"] = event.get("account") or account.get("id")
-    if service.apply_account_update(account) is None:
+    if vendors.apply_account_update(account) is None:
         raise Ignored(f"no vendor has the account {account['id']}")
 
 
-def _payments(name: str) -> Handler:
-    return call_service(PAYMENTS, name)
-
-
 HANDLERS: dict[str, Handler] = {
-    "payment_intent.succeeded": _payments("handle_payment_intent_succeeded"),
-    "payment_intent.payment_failed": _payments("handle_payment_intent_failed"),
-    "payment_intent.canceled": _payments("handle_payment_intent_canceled"),
-    "payment_intent.requires_action": _payments("handle_requires_action"),
-    "charge.updated": _payments("handle_charge_updated"),
-    "charge.refunded": _payments("handle_charge_refunded"),
-    "refund.updated": _payments("handle_refund_updated"),
-    "refund.failed": _payments("handle_refund_failed"),
-    "charge.dispute.created": _payments("handle_dispute_created"),
-    "charge.dispute.funds_withdrawn": _payments("handle_dispute_funds_withdrawn"),
-    "charge.dispute.funds_reinstated": _payments("handle_dispute_funds_reinstated"),
-    "charge.dispute.closed": _payments("handle_dispute_closed"),
-    "charge.dispute.updated": _payments("handle_dispute_updated"),
-    "transfer.created": _payments("handle_transfer_created"),
-    "transfer.reversed": _payments("handle_transfer_reversed"),
-    "application_fee.refunded": _payments("handle_application_fee_refunded"),
+    "payment_intent.succeeded": on_object(payments.handle_payment_intent_succeeded),
+    "payment_intent.payment_failed": on_object(payments.handle_payment_intent_failed),
+    "payment_intent.canceled": on_object(payments.handle_payment_intent_canceled),
+    "payment_intent.requires_action": on_object(payments.handle_requires_action),
+    "charge.updated": on_object(payments.handle_charge_updated),
+    "charge.refunded": on_object(payments.handle_charge_refunded),
+    "refund.updated": on_object(payments.handle_refund_updated),
+    "refund.failed": on_object(payments.handle_refund_failed),
+    "charge.dispute.created": on_object(payments.handle_dispute_created),
+    "charge.dispute.funds_withdrawn": on_object(payments.handle_dispute_funds_withdrawn),
+    "charge.dispute.funds_reinstated": on_object(payments.handle_dispute_funds_reinstated),
+    "charge.dispute.closed": on_object(payments.handle_dispute_closed),
+    "charge.dispute.updated": on_object(payments.handle_dispute_updated),
+    "transfer.created": on_object(payments.handle_transfer_created),
+    "transfer.reversed": on_object(payments.handle_transfer_reversed),
+    "application_fee.refunded": on_object(payments.handle_application_fee_refunded),
     "account.updated": account_updated,
-    "payout.paid": call_service(PAYOUTS, "handle_payout_paid"),
-    "payout.failed": call_service(PAYOUTS, "handle_payout_failed"),
-    "payout.canceled": call_service(PAYOUTS, "handle_payout_canceled"),
-    "balance.available": call_service("marketplace.movements.engine", "handle_balance_available"),
+    "payout.paid": on_object(payouts.handle_payout_paid),
+    "payout.failed": on_object(payouts.handle_payout_failed),
+    "payout.canceled": on_object(payouts.handle_payout_canceled),
+    "balance.available": on_object(engine.handle_balance_available),
 }
 
 

@@ -11,8 +11,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from jobs.webhooks import process_event_job
-from marketplace import audit, outbox, queue, stripe_gateway
+from marketplace import audit, outbox, queue, stripe_gateway, tasks
 from marketplace.database import UTCDateTime, new_id, utcnow
 from marketplace.errors import NotFound
 from marketplace.extensions import db
@@ -82,7 +81,7 @@ def store(event: dict, raw_body: str, source: str) -> bool:
     }
     dialect = db.engine.dialect.name
     if dialect == "postgresql" and not queue.is_inline():
-        statement, params = outbox.add_statement(process_event_job, values["id"], when=_INSERT_EVENT_SQL)
+        statement, params = outbox.add_statement(tasks.PROCESS_EVENT, values["id"], when=_INSERT_EVENT_SQL)
         # One statement is its own transaction: autocommit spares the BEGIN and COMMIT round
         # trips, and no ORM session is needed for it.
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -92,7 +91,7 @@ def store(event: dict, raw_body: str, source: str) -> bool:
                  .on_conflict_do_nothing(index_elements=["stripe_event_id"]).returning(WebhookEvent.id))
     stored = db.session.execute(statement).first() is not None
     if stored:
-        outbox.add(process_event_job, values["id"])
+        outbox.add(tasks.PROCESS_EVENT, values["id"])
     db.session.commit()
     return stored
 
@@ -177,7 +176,7 @@ def _record_failure(row_id: str, error: Exception) -> str:
     if row.attempts >= current_app.config["WEBHOOK_MAX_ATTEMPTS"]:
         row.status, row.processed_at, row.next_attempt_at = "failed", utcnow(), None
     else:
-        row.next_attempt_at = outbox.add_later(retry_delay(row.attempts), process_event_job, row.id).available_at
+        row.next_attempt_at = outbox.add_later(retry_delay(row.attempts), tasks.PROCESS_EVENT, row.id).available_at
     status = row.status
     db.session.commit()
     return status
@@ -203,7 +202,7 @@ def requeue_stalled(now: datetime | None = None, limit: int = 500) -> int:
     ))
     for row in stalled:
         row.next_attempt_at = now
-        outbox.add(process_event_job, row.id)
+        outbox.add(tasks.PROCESS_EVENT, row.id)
     db.session.commit()
     if stalled:
         log.warning("requeued %d webhook events whose processing had stalled", len(stalled))
@@ -234,7 +233,7 @@ def replay(row_id: str) -> WebhookEvent:
     if row is None:
         raise NotFound("No such webhook event.")
     row.status, row.attempts, row.processed_at, row.next_attempt_at = "received", 0, None, None
-    outbox.add(process_event_job, row.id)
+    outbox.add(tasks.PROCESS_EVENT, row.id)
     audit.record("webhook_event.replayed", "webhook_event", row.id)
     db.session.commit()
     return row

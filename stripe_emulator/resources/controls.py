@@ -2,7 +2,7 @@
 from werkzeug.utils import redirect
 
 from ..errors import StripeError, not_found
-from ..faults import MODES as FAULT_MODES
+from ..faults import MODES as FAULT_MODES, FaultError
 from ..routes import route
 from ..webhooks import MODES as WEBHOOK_MODES
 from .accounts import onboard
@@ -129,14 +129,30 @@ def settle_now(ctx):
 
 @route("POST", "/_emulator/faults")
 def add_fault(ctx):
-    """Arm a fault for the next `count` requests under `path_prefix`."""
+    """Arm a fault for `count` requests under `path_prefix` (all, or a `probability` share)."""
     p = ctx.params
     mode = p.str("mode", required=True, choices=FAULT_MODES)
     seconds = p.raw("seconds")
-    fault = ctx.emu.faults.add(p.str("path_prefix", "/v1/"), mode, p.int("count", 1),
-                               p.int("status"), float(seconds) if seconds else None,
-                               p.str("method"))
+    try:
+        fault = ctx.emu.faults.add(p.str("path_prefix", "/v1/"), mode, p.int("count", 1),
+                                   p.int("status"), float(seconds) if seconds else None,
+                                   p.str("method"), probability=_number(p, "probability"),
+                                   seed=p.raw("seed"))
+    except FaultError as error:
+        raise StripeError(str(error), saved=False) from None
     return fault
+
+
+def _number(params, key):
+    value = params.raw(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise StripeError("Invalid number: %r" % (value,), param=key, saved=False)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise StripeError("Invalid number: %r" % (value,), param=key, saved=False) from None
 
 
 @route("GET", "/_emulator/faults")

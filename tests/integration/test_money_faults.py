@@ -198,6 +198,13 @@ def _ledger_equals_stripe(emulator, vendors) -> None:
             f"vendor:{seller.id}:stripe_balance", "usd"), seller.id
 
 
+def _held(seller) -> int:
+    from marketplace.payouts.balances import vendor_balances
+
+    db.session.rollback()
+    return sum(row["held"] for row in vendor_balances(seller.id, utcnow()))
+
+
 def _balance(emulator, account):
     balance = emu(emulator, "GET", "/v1/balance", account=account)
     return sum(b["amount"] for b in balance["available"] + balance["pending"] if b["currency"] == "usd")
@@ -262,6 +269,7 @@ def test_h5_a_suspended_vendor_is_neither_paid_out_nor_transferred_to(client, sh
     assert splits[kept.id]["stripe_transfer_id"] and splits[suspended.id]["stripe_transfer_id"] is None
     held = db.session.scalar(select(Movement).where(Movement.vendor_id == suspended.id))
     assert held.status == "planned" and "suspended" in held.last_error
+    assert _held(suspended) == held.amount  # booked as kept on the platform for the vendor
     advance(emulator, 10)
     run = payouts.run_now()
     assert run.status == "completed"
@@ -272,6 +280,7 @@ def test_h5_a_suspended_vendor_is_neither_paid_out_nor_transferred_to(client, sh
     db.session.rollback()
     assert db.session.get(Movement, held.id).status == "succeeded"  # released on reinstatement
     assert _balance(emulator, suspended.stripe_account_id) == held.amount
+    assert _held(suspended) == 0
     _ledger_equals_stripe(emulator, [kept, suspended])
     _clean(client, admin, emulator)
 

@@ -55,5 +55,5 @@ def test_balance_endpoint_splits_pending_available_and_paid_out(app, client, aut
                            Line(f"vendor:{seller.id}:paid_out", "usd", 600)], key="po1")
     db.session.commit()
     body = client.get("/api/vendors/me/balance", headers=headers).get_json()
-    assert body == {"balances": [{"currency": "usd", "pending": 300, "available": 400, "paid_out": 600}]}
+    assert body == {"balances": [{"currency": "usd", "pending": 300, "available": 400, "paid_out": 600, "held": 0}]}
     assert client.get("/api/vendors/me/balance", headers=auth.headers("shopper")).status_code == 403
