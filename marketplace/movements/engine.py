@@ -85,51 +85,65 @@ def plan(kind: str, amount: int, currency: str, **fields) -> Movement:
     return movement
 
 
-def drive(movement_id: str) -> str:
-    """Try the movement once if it is due (and nobody else is); returns its status."""
+def drive(movement_id: str, look_only: bool = False) -> str:
+    """Try the movement once if it is due (and nobody else is); returns its status. With
+    `look_only`, the object is looked for at Stripe and recorded if found, never sent."""
     movement = _claim(movement_id)
     if movement is None:
-        return _status(movement_id)
+        return status_of(movement_id)
     kind = KINDS[movement.kind]
     canceled = bool(movement.params.get("cancel"))
-    try:
+    try:  # Stripe's side only: an error here is Stripe's answer
         result = None
-        if movement.by_stripe or canceled or _key_may_have_expired(movement):
+        if movement.by_stripe or canceled or look_only or _key_may_have_expired(movement):
             result = kind.find(movement)
         if result is None and canceled:
             return _canceled(movement)
-        if result is None and not movement.by_stripe:
+        if result is None and not (movement.by_stripe or look_only):
             result = kind.send(movement)
     except UNKNOWN as error:
-        return _unknown(movement_id, f"{error.code}: {error.message}")
+        return _unknown(movement, f"{error.code}: {error.message}")
     except AppError as error:
-        return _refused(movement_id, kind, error)
-    if result is None:  # Stripe has not made it yet (a charge not settled)
-        return _unknown(movement_id, "not made by Stripe yet")
-    return _succeeded(movement_id, kind, result)
+        return _refused(movement, kind, error)
+    if result is None:  # Stripe has not made it yet (a charge not settled, an event ahead of its object)
+        return _unknown(movement, "not made by Stripe yet" if movement.by_stripe else "not found at Stripe yet")
+    try:
+        return _succeeded(movement, kind, result)
+    except Exception as error:  # made, but not recorded (a bug, a database error): tried again
+        db.session.rollback()  # under the same key, which answers with the same object
+        log.exception("movement %s (%s): recording %s failed", movement.id, movement.kind, result.get("id"))
+        _unknown(movement, f"made as {result.get('id')} but not recorded: {type(error).__name__}")
+        raise
 
 
 # A movement no longer wanted is only failed once no earlier attempt can still be under way.
 SETTLED_AFTER = timedelta(minutes=2)
 
 
-def _canceled(movement: Movement) -> str:
+def _canceled(claimed: Movement) -> str:
     """Not wanted any more and not made at Stripe: failed, unless an attempt may be in flight."""
-    if movement.attempts > 1 and utcnow() - movement.previous_attempt_at < SETTLED_AFTER:
-        return _unknown(movement.id, "canceled: waiting for an earlier attempt to settle")
-    row = db.session.get(Movement, movement.id, with_for_update=True)
+    earlier = claimed.first_sent_at < claimed.claimed_at
+    if earlier and claimed.claimed_at - claimed.previous_attempt_at < SETTLED_AFTER:
+        return _unknown(claimed, "canceled: waiting for an earlier attempt to settle")
+    row = _own(claimed)
+    if row is None:
+        return status_of(claimed.id)
     _finish(row, "failed", "canceled before it was made")
     db.session.commit()
     return "failed"
 
 
-def _key_may_have_expired(movement: Movement) -> bool:
-    return movement.attempts > 1 and movement.first_sent_at is not None \
-        and utcnow() - movement.first_sent_at > KEY_VALID
+def _key_may_have_expired(claimed: Movement) -> bool:
+    """Stripe may have forgotten the key (whatever the attempt count: an admin's retry
+    counts attempts anew): look for the object before sending again."""
+    return claimed.first_sent_at < claimed.claimed_at - KEY_VALID
 
 
 def _claim(movement_id: str) -> Movement | None:
-    """Lease a due movement whose prerequisites succeeded; None when it is not to be sent now."""
+    """Lease a due movement whose prerequisites succeeded; None when it is not to be sent now.
+
+    The movement returned is detached and carries `claimed_at` and `previous_attempt_at`
+    (not columns); its `attempts` is this attempt's number, the claim's token (`_own`)."""
     movement = db.session.get(Movement, movement_id)
     if movement is None or movement.status not in OPEN:
         db.session.rollback()
@@ -155,10 +169,28 @@ def _claim(movement_id: str) -> Movement | None:
         db.session.rollback()
         return None
     db.session.refresh(movement)
-    movement.previous_attempt_at = previous  # not a column: when this row last changed
+    movement.previous_attempt_at = previous  # not columns: when this row last changed, and now
+    movement.claimed_at = now
     db.session.expunge(movement)  # read by the kind with no transaction open
     db.session.commit()
     return movement
+
+
+def _own(claimed: Movement) -> Movement | None:
+    """The row, locked, if this claim still holds it: nobody took it over after the lease
+    ran out (its attempt is still ours). Otherwise None: the new holder records the outcome
+    (under the same key it gets the same object), and a late answer here is dropped."""
+    row = db.session.get(Movement, claimed.id, with_for_update=True, populate_existing=True)
+    if row.status == "sent" and row.attempts == claimed.attempts:
+        return row
+    log.warning("movement %s attempt %d lost its lease (now %s, attempt %d): its outcome is not recorded here",
+                claimed.id, claimed.attempts, row.status, row.attempts)
+    db.session.rollback()
+    return None
+
+
+# A movement waiting for another is looked at again this late (the other's end wakes it at once).
+WAIT_RECHECK = timedelta(minutes=15)
 
 
 def _waiting_for(movement: Movement) -> bool:
@@ -166,15 +198,17 @@ def _waiting_for(movement: Movement) -> bool:
     for prerequisite_id in (movement.after_id, movement.source_movement_id):
         if prerequisite_id is None:
             continue
-        prerequisite = db.session.get(Movement, prerequisite_id)
+        with db.session.no_autoflush:  # read as committed, waiting for a driver recording it now
+            prerequisite = db.session.get(Movement, prerequisite_id, with_for_update={"read": True},
+                                          populate_existing=True)
         if prerequisite.status == "succeeded":
             if prerequisite_id == movement.source_movement_id and movement.source_id is None:
                 movement.source_id = prerequisite.stripe_id
             continue
         if prerequisite.status == "failed":
             _finish(movement, "failed", f"not made: {prerequisite.kind} {prerequisite.id} failed")
-        else:  # due when the prerequisite is (its success wakes this one at once)
-            movement.next_attempt_at = prerequisite.next_attempt_at
+        else:  # never before the prerequisite, and never holding the sweep's front row
+            movement.next_attempt_at = max(prerequisite.next_attempt_at, utcnow() + WAIT_RECHECK)
         return True
     hold = KINDS[movement.kind].hold
     if hold is not None and hold(movement):
@@ -184,24 +218,49 @@ def _waiting_for(movement: Movement) -> bool:
     return False
 
 
-def _status(movement_id: str) -> str:
+def shown(stripe_object: dict) -> str | None:
+    """Stripe shows an object made for a movement (an event carrying it, the movement's id in
+    its metadata): the movement looks it up and records it now. That includes a movement
+    whose answers were all lost (`needs_attention` after its attempts): what Stripe shows is
+    what was made, so it is recorded and nobody is asked to retry it. Nothing is sent here.
+    Returns the movement's status, or None when the object is no movement's."""
+    movement_id = (stripe_object.get("metadata") or {}).get("movement_id")
+    movement = db.session.get(Movement, movement_id, with_for_update=True) if movement_id else None
+    if movement is None:
+        db.session.rollback()
+        return None
+    status = movement.status
+    if status == "failed":
+        log.error("movement %s (%s) is failed, but Stripe shows %s made for it", movement.id, movement.kind,
+                  stripe_object.get("id"))
+    if status not in ("planned", "unknown", "needs_attention") or movement.first_sent_at is None:
+        db.session.commit()  # recorded, under way, or never sent (then not what Stripe shows)
+        return status
+    movement.status, movement.next_attempt_at = "unknown", utcnow()  # its attempts stay counted
+    db.session.commit()
+    return drive(movement_id, look_only=True)
+
+
+def status_of(movement_id: str) -> str:
+    """A movement's status now (`missing` when there is no such movement)."""
     status = db.session.scalar(select(Movement.status).where(Movement.id == movement_id))
     db.session.rollback()
     return status or "missing"
 
 
-def _succeeded(movement_id: str, kind: Kind, result: dict) -> str:
-    movement = db.session.get(Movement, movement_id)
+def _succeeded(claimed: Movement, kind: Kind, result: dict) -> str:
+    movement = _own(claimed)
+    if movement is None:
+        return status_of(claimed.id)
     kind.record(movement, result)
     movement.stripe_id = movement.stripe_id or result["id"]
     _finish(movement, "succeeded", None)
-    _wake_dependents(movement_id)
     db.session.commit()
     return "succeeded"
 
 
 def _wake_dependents(movement_id: str) -> None:
-    """What waited for this movement is due now, and asked for."""
+    """What waited for this movement is due now (to go, or to fail with it), and asked for."""
     for dependent in db.session.scalars(select(Movement).where(
             or_(Movement.after_id == movement_id, Movement.source_movement_id == movement_id),
             Movement.status.in_(("planned", "unknown")))):
@@ -218,14 +277,17 @@ def _finish(movement: Movement, status: str, error: str | None) -> None:
         ended = KINDS[movement.kind].ended
         if ended is not None:
             ended(movement)
+        _wake_dependents(movement.id)
 
 
-def _unknown(movement_id: str, error: str) -> str:
+def _unknown(claimed: Movement, error: str) -> str:
     """Try the same request again later (or ask for attention once attempts ran out)."""
-    movement = db.session.get(Movement, movement_id, with_for_update=True)
+    movement = _own(claimed)
+    if movement is None:
+        return status_of(claimed.id)
     if movement.attempts >= current_app.config["MOVEMENT_MAX_ATTEMPTS"]:
         _finish(movement, "needs_attention", f"outcome unknown after {movement.attempts} attempts: {error}")
-        log.error("movement %s (%s) needs attention: %s", movement_id, movement.kind, error)
+        log.error("movement %s (%s) needs attention: %s", movement.id, movement.kind, error)
     else:
         _finish(movement, "unknown", error)
         movement.next_attempt_at = utcnow() + backoff(movement.attempts)
@@ -233,19 +295,25 @@ def _unknown(movement_id: str, error: str) -> str:
     return movement.status
 
 
-def _refused(movement_id: str, kind: Kind, error: AppError) -> str:
+def _refused(claimed: Movement, kind: Kind, error: AppError) -> str:
+    """A definite answer that nothing was made. A refusal that may pass later is tried again
+    as a new request; one that says we are misconfigured (authentication, permissions: no
+    Stripe error code) needs an admin; any other is the kind's to judge."""
     code = (error.details or {}).get("stripe_code") or error.code
     message = f"{code}: {error.message}"
-    movement = db.session.get(Movement, movement_id, with_for_update=True)
+    movement = _own(claimed)
+    if movement is None:
+        return status_of(claimed.id)
     if code in RETRY_LATER and movement.attempts < current_app.config["MOVEMENT_MAX_ATTEMPTS"]:
         movement.key_generation += 1  # nothing was made: the next attempt is a new request
         _finish(movement, "planned", message)
         movement.next_attempt_at = utcnow() + backoff(movement.attempts)
     else:
-        status = kind.refused(movement, error) if code not in RETRY_LATER else "needs_attention"
+        ours = code in RETRY_LATER or code == stripe_gateway.StripeFailure.code
+        status = "needs_attention" if ours else kind.refused(movement, error)
         _finish(movement, status, message)
         if status == "needs_attention":
-            log.error("movement %s (%s) needs attention: %s", movement_id, movement.kind, message)
+            log.error("movement %s (%s) needs attention: %s", movement.id, movement.kind, message)
     db.session.commit()
     return movement.status
 
@@ -283,7 +351,8 @@ def handle_balance_available(balance: dict, account: str | None = None) -> int:
     if account is None:  # the platform's balance: transfers and retransfers draw on it
         waiting = waiting.where(Movement.kind.in_(("transfer", "retransfer", "refund")))
     else:  # a vendor's balance: reversals of its transfers and its payouts draw on it
-        waiting = waiting.where(or_(Movement.destination == account, Movement.stripe_account == account))
+        waiting = waiting.where(or_(and_(Movement.kind == "transfer_reversal", Movement.destination == account),
+                                    and_(Movement.kind == "payout", Movement.stripe_account == account)))
     ids = list(db.session.scalars(waiting))
     db.session.commit()
     wake(ids)

@@ -79,6 +79,7 @@ class Movement(db.Model):
 
     # When the row last changed before the engine's claim (set by the claim, not stored).
     previous_attempt_at = None
+    claimed_at = None
 
     @property
     def idempotency_key(self) -> str:
