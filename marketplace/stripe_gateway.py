@@ -247,6 +247,13 @@ def iter_balance_transactions(account: str | None, created_gte: int, created_lt:
 
 
 @_stripe_call()
+def balance_transactions_of(source_id: str, account: str | None = None) -> list[dict]:
+    """The balance transactions a Stripe object made on the platform (None) or `account`."""
+    page = client().v1.balance_transactions.list({"source": source_id, "limit": 100}, _opts(account=account))
+    return [to_dict(bt) for bt in page.auto_paging_iter()]
+
+
+@_stripe_call()
 def retrieve_balance_transaction(bt_id: str, account: str | None = None) -> dict | None:
     """One balance transaction of the platform (None) or `account`; None when it has no such one."""
     try:

@@ -24,6 +24,7 @@ PAID_OUT = "paid_out"
 PLATFORM_FEES = "platform_fees"  # the platform's fee, on the vendor's side
 TRANSFER_CLEARING = "transfer_clearing"  # the platform's transfer meeting the vendor's payment
 HELD = "held"  # the vendor's share kept on the platform while it is suspended
+FEE_CREDITS = "fee_credits"  # application fees refunded to the vendor (in the Dashboard)
 
 # SQL LIKE patterns and suffixes over account names.
 VENDOR_BALANCES = f"vendor:%:{BALANCE}"
@@ -60,7 +61,7 @@ PAYOUT, PAYOUT_FAILURE, PAYOUT_CANCEL = "payout", "payout_failure", "payout_canc
 
 PAYOUT_KINDS = (PAYOUT, PAYOUT_FAILURE, PAYOUT_CANCEL)
 SALE_KINDS = (VENDOR_PAYMENT, PLATFORM_FEE)
-TAKEBACK_KINDS = (VENDOR_PAYMENT_REFUND, PLATFORM_FEE_REFUND)
+TAKEBACK_KINDS = (VENDOR_PAYMENT_REFUND, PLATFORM_FEE_REFUND, APPLICATION_FEE_REFUND)  # (a fee credit counts as -)
 KINDS = frozenset({
     CHARGE, TRANSFER, TRANSFER_REVERSAL, VENDOR_PAYMENT, VENDOR_PAYMENT_REFUND, APPLICATION_FEE,
     APPLICATION_FEE_REFUND, REFUND, REFUND_FAILURE, DISPUTE, DISPUTE_REVERSAL, DISPUTE_FEE,

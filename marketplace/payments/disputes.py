@@ -2,10 +2,12 @@
 
 With DISPUTE_RECOVERY=vendor (the default) what each vendor still holds from the order (its
 net, less what refunds took back, as the planner counts it) is recovered by reversals
-planned when the dispute is first seen; when the dispute is won what they took is
-transferred back (retransfers), and reversals not made yet are never made. All of them are
-movements (see movements/engine). With `platform` the platform alone bears it. Every
-handler re-fetches the dispute and is safe to call twice and in any order.
+planned once Stripe has taken the funds from the platform (an inquiry takes nothing until it
+is escalated); when the dispute ends in the platform's favour (won, an inquiry closed,
+prevented) what they took is transferred back (retransfers), and reversals not made yet are
+never made. All of them are movements (see movements/engine). With `platform` the platform
+alone bears it. Every handler re-fetches the dispute and is safe to call twice and in any
+order.
 """
 from __future__ import annotations
 
@@ -23,11 +25,19 @@ from marketplace.payments import ledger_entries as entries
 from marketplace.payments import planner
 from marketplace.payments.locking import lock_order, payment_for_charge
 from marketplace.payments.models import Dispute, DisputeRecovery
+from marketplace.transaction import atomic
 from marketplace.vendors.models import Vendor
 
 log = logging.getLogger(__name__)
 
-CLOSED = ("won", "lost", "warning_closed")
+CLOSED = ("won", "lost", "warning_closed", "prevented")
+NOT_LOST = ("won", "warning_closed", "prevented")  # closed with the platform keeping the money
+
+
+def _withdrawn(current: dict) -> bool:
+    """Stripe has debited the platform for the dispute (never for an inquiry, until escalated)."""
+    return any(int(bt["amount"]) < 0 and bt.get("type") != "stripe_fee"
+               for bt in current.get("balance_transactions") or [] if isinstance(bt, dict))
 
 
 def handle_dispute_created(dispute: dict) -> Dispute | None:
@@ -60,11 +70,11 @@ def handle_dispute_funds_reinstated(dispute: dict) -> Dispute | None:
     return handle_dispute_closed(dispute)
 
 
+@atomic
 def _ensure(current: dict) -> Dispute | None:
     """The local Dispute row, created (with its ledger entries and recoveries) on first sight."""
     payment = payment_for_charge(current["charge"], current.get("payment_intent"))
     if payment is None:
-        db.session.rollback()
         log.warning("dispute %s is on no charge of ours: ignored", current["id"])
         return None
     order = lock_order(payment.order_id)
@@ -78,16 +88,14 @@ def _ensure(current: dict) -> Dispute | None:
         db.session.add(row)
         db.session.flush()
         audit.record("dispute.opened", "dispute", row.id, amount=row.amount, currency=row.currency)
-        if row.recovery == "vendor":
-            _plan_recoveries(row, order)
         order.status = "disputed"
     elif row.status not in CLOSED:
         row.status = current["status"]
+    if row.recovery == "vendor" and not row.recoveries and _withdrawn(current) and row.status not in NOT_LOST:
+        _plan_recoveries(row, order)
     for bt in current.get("balance_transactions") or []:
         entries.record_dispute(bt, row.id)
-    dispute_id = row.id
-    db.session.commit()
-    return db.session.get(Dispute, dispute_id)
+    return row
 
 
 def _plan_recoveries(row: Dispute, order) -> None:
@@ -107,7 +115,6 @@ def _plan_recoveries(row: Dispute, order) -> None:
 def recover(dispute_id: str) -> int:
     """(A job queued before movements) Drive the dispute's unfinished reversals."""
     ids = [m.id for m in engine.live(dispute_id=dispute_id) if m.status in OPEN]
-    db.session.commit()
     engine.drive_now(ids)
     return len(ids)
 
@@ -116,8 +123,12 @@ def handle_dispute_closed(dispute: dict) -> Dispute | None:
     """Won: the reinstatement is recorded and the vendors are paid back; lost: closed."""
     current = stripe_gateway.retrieve_dispute(dispute["id"])
     row = _ensure(current)
-    if row is None:
-        return None
+    return _close(row.id, current) if row is not None else None
+
+
+@atomic
+def _close(dispute_id: str, current: dict) -> Dispute:
+    row = db.session.get(Dispute, dispute_id)
     order = lock_order(row.order_id)
     db.session.refresh(row)
     first = row.closed_at is None and current["status"] in CLOSED
@@ -126,19 +137,17 @@ def handle_dispute_closed(dispute: dict) -> Dispute | None:
         row.closed_at = utcnow()
         audit.record(f"dispute.{row.status}", "dispute", row.id, amount=current.get("amount"),
                      currency=current.get("currency"))
-        if row.status == "won" and order.status == "disputed":
+        if row.status in NOT_LOST and order.status == "disputed":
             order.status = row.order_status_before
     for bt in current.get("balance_transactions") or []:
         entries.record_dispute(bt, row.id)
-    if first and row.status == "won":
+    if first and row.status in NOT_LOST:
         give_back(row)
-    dispute_id = row.id
-    db.session.commit()
-    return db.session.get(Dispute, dispute_id)
+    return row
 
 
 def give_back(row: Dispute) -> int:
-    """A won dispute: reversals not made are never made, what the made ones took goes back."""
+    """A dispute not lost: reversals not made are never made, what the made ones took goes back."""
     for movement in engine.live(dispute_id=row.id):
         if movement.kind == "transfer_reversal" and movement.status in OPEN:
             movement.params = {**movement.params, "cancel": True}
@@ -154,10 +163,9 @@ def give_back(row: Dispute) -> int:
     return planned
 
 
+@atomic
 def retransfer(dispute_id: str) -> int:
     """(A job queued before movements) Give back what a won dispute's reversals took."""
     row = db.session.get(Dispute, dispute_id)
     lock_order(row.order_id)
-    planned = give_back(row) if row.status == "won" else 0
-    db.session.commit()
-    return planned
+    return give_back(row) if row.status in NOT_LOST else 0

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from marketplace import stripe_gateway
 from marketplace.database import utcnow
-from marketplace.extensions import db
 from marketplace.orders import service as orders_service
 from marketplace.payments.locking import locked_payment
 from marketplace.payments.models import Payment
+from marketplace.transaction import atomic
 
 PAYABLE = ("pending_payment", "payment_failed")
 
@@ -20,6 +20,11 @@ def handle_payment_intent_failed(payment_intent: dict) -> Payment | None:
     intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
     if intent["status"] not in ("requires_payment_method", "canceled"):
         return None
+    return _declined(intent)
+
+
+@atomic
+def _declined(intent: dict) -> Payment | None:
     payment, order = locked_payment(intent["id"])
     if payment is None:
         return None
@@ -29,19 +34,21 @@ def handle_payment_intent_failed(payment_intent: dict) -> Payment | None:
         payment.decline_code = error.get("decline_code") or error.get("code")
     if order.status == "pending_payment" and intent["status"] == "requires_payment_method":
         order.status = "payment_failed"
-    db.session.commit()
     return payment
 
 
 def handle_requires_action(payment_intent: dict) -> Payment | None:
     """The shopper must authenticate (3-D Secure): recorded, the order stays payable."""
-    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
+    return _authentication_required(stripe_gateway.retrieve_payment_intent(payment_intent["id"]))
+
+
+@atomic
+def _authentication_required(intent: dict) -> Payment | None:
     payment, order = locked_payment(intent["id"])
     if payment is None:
         return None
     if payment.status != "succeeded" and intent["status"] == "requires_action":
         payment.status = "requires_action"
-    db.session.commit()
     return payment
 
 
@@ -50,6 +57,11 @@ def handle_payment_intent_canceled(payment_intent: dict) -> Payment | None:
     intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"])
     if intent["status"] != "canceled":
         return None
+    return _canceled(intent)
+
+
+@atomic
+def _canceled(intent: dict) -> Payment | None:
     payment, order = locked_payment(intent["id"])
     if payment is None:
         return None
@@ -61,5 +73,4 @@ def handle_payment_intent_canceled(payment_intent: dict) -> Payment | None:
             split.status = "canceled"
     if order.status == "canceled":
         orders_service.release_stock(order, commit=False)
-    db.session.commit()
     return payment

@@ -100,6 +100,14 @@ def record_application_fee(bt: dict, order_id: str) -> None:
               local_type="order", local_id=order_id)
 
 
+def record_fee_credit(bt: dict, vendor_id: str, account: str, split_id: str) -> None:
+    """The vendor's side of an application fee refund made in the Dashboard: the fee it had
+    paid comes back to its balance."""
+    record_bt(a.APPLICATION_FEE_REFUND, bt, owner=a.vendor(vendor_id), fee_account=None,
+              counter=a.vendor(vendor_id, a.FEE_CREDITS), stripe_account=account,
+              local_type="order_split", local_id=split_id)
+
+
 def record_refund(bt: dict, refund_id: str) -> None:
     """Money returned to the shopper (re_), or given back by a failed refund."""
     kind = a.REFUND if int(bt["amount"]) < 0 else a.REFUND_FAILURE

@@ -38,7 +38,6 @@ def locked_payment(intent_id: str) -> tuple[Payment | None, Order | None]:
     """The Payment of a PaymentIntent and its order, the order row locked; (None, None) if not ours."""
     payment = payment_for_intent(intent_id)
     if payment is None:
-        db.session.rollback()
         log.warning("payment intent %s belongs to no order: ignored", intent_id)
         return None, None
     order = lock_order(payment.order_id)

@@ -77,8 +77,9 @@ def send_reversal(m: Movement) -> dict:
 
 
 def find_reversal(m: Movement) -> dict | None:
+    made_by_stripe = m.params.get("stripe_reversal")  # with a Dashboard refund (see adoption)
     for reversal in stripe_gateway.list_transfer_reversals(m.source_id):
-        if _ours(reversal, m):
+        if reversal["id"] == made_by_stripe or _ours(reversal, m):
             return _reversal_result(reversal, m)
     return None
 

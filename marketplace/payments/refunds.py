@@ -12,8 +12,7 @@ a failure.
 A refund Stripe refuses, or one that fails later (`refund.failed`), gives its reservation
 back: reversals not made are never made, each vendor gets back by a retransfer what the
 refund had taken from it, and the platform fee it had returned is the platform's again.
-A refund made outside the API (in Stripe's Dashboard) is adopted: allocated and taken back
-from the vendors like any other.
+A refund made outside the API (in Stripe's Dashboard) is adopted (see adoption.py).
 """
 from __future__ import annotations
 
@@ -32,6 +31,7 @@ from marketplace.payments import planner
 from marketplace.payments.locking import lock_order, payment_for_charge
 from marketplace.payments.models import Payment, Refund
 from marketplace.payments.refund_planning import allocations, order_status_from_splits
+from marketplace.transaction import atomic
 from marketplace.vendors.models import Vendor
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,16 @@ def create_refund(user: User, order_id: str, reason: str, amount: int | None = N
     """Commit the refund and its movements, try them here, and answer with the refund."""
     refund_id = idempotency.recovered("refund") or _reserve(user, order_id, reason, amount, items or [])
     engine.drive_now([m.id for m in _movements(refund_id, OPEN)])
-    db.session.rollback()
-    return db.session.get(Refund, refund_id)
+    return db.session.get(Refund, refund_id, populate_existing=True)
 
 
+@atomic
 def _reserve(user: User, order_id: str, reason: str, amount: int | None, items: list[dict]) -> str:
     order = lock_order(order_id)
     if order is None:
-        db.session.rollback()
         raise NotFound("No such order.", code="order_not_found")
     payment = order.payment_summary
     if order.status not in REFUNDABLE_ORDER or payment is None:
-        db.session.rollback()
         raise Conflict("Only a paid order can be refunded.", code="order_not_paid", details={"status": order.status})
     shares, lines = allocations(order, amount, items)
     refund = Refund(order_id=order.id, payment_id=payment.id, created_by=user.id if user else None,
@@ -67,14 +65,13 @@ def _reserve(user: User, order_id: str, reason: str, amount: int | None, items: 
     made = engine.plan("refund", refund.amount, refund.currency, source_id=payment.stripe_charge_id,
                        params={"reason": reason}, order_id=order.id, refund_id=refund.id)
     db.session.flush()
-    _take_back(refund, after_id=made.id)
+    take_back(refund, after_id=made.id)
     idempotency.bind("refund", refund.id)
     audit.record("refund.created", "refund", refund.id, amount=refund.amount, currency=refund.currency)
-    db.session.commit()
     return refund.id
 
 
-def _take_back(refund: Refund, **links) -> None:
+def take_back(refund: Refund, **links) -> None:
     """Plan the reversals of every vendor's share (net of the platform fee returned)."""
     for share in refund.allocations:
         account = db.session.get(Vendor, share.vendor_id).stripe_account_id
@@ -93,17 +90,28 @@ def record(m: Movement, made: dict) -> None:
     lock_order(m.order_id)
     refund = db.session.get(Refund, m.refund_id)
     refund.stripe_refund_id = made["id"]
-    refund.stripe_status = made["status"]
-    _book(refund, made)
+    _advance(refund, made["status"])
+    book(refund, made)
     for share in refund.allocations:  # on either charge type the platform gives back its fee
         entries.record_platform_fee(share.split, share.platform_fee_refunded,
                                     key=f"platform-fee-refund-{share.id}", refund=True)
-    if made["status"] in ("failed", "canceled"):
+    if refund.stripe_status in ("failed", "canceled"):
         _fail(refund, made.get("failure_reason") or made["status"])
     settle_status(refund.id, done=m.id)
 
 
-def _book(refund: Refund, made: dict) -> None:
+# Stripe's refund states in the order they can follow one another.
+_RANK = {"requires_action": 0, "pending": 1, "succeeded": 2, "failed": 3, "canceled": 3}
+
+
+def _advance(refund: Refund, status: str) -> None:
+    """Stripe's state of the refund, moved forward only: a late or replayed answer (an
+    idempotent replay of the first `pending`) never takes it back."""
+    if refund.stripe_status is None or _RANK.get(status, -1) > _RANK.get(refund.stripe_status, -1):
+        refund.stripe_status = status
+
+
+def book(refund: Refund, made: dict) -> None:
     for bt in (made.get("balance_transaction"), made.get("failure_balance_transaction")):
         if isinstance(bt, dict):
             entries.record_refund(bt, refund.id)
@@ -159,13 +167,12 @@ def give_back_taken(refund: Refund) -> int:
     return planned
 
 
+@atomic
 def retransfer_failed(refund_id: str) -> int:
     """(A job queued before movements) Give the vendors back what a failed refund took."""
     refund = db.session.get(Refund, refund_id)
     lock_order(refund.order_id)
-    planned = give_back_taken(refund) if refund.status == "failed" and refund.stripe_refund_id else 0
-    db.session.commit()
-    return planned
+    return give_back_taken(refund) if refund.status == "failed" and refund.stripe_refund_id else 0
 
 
 def complete_refund(refund_id: str) -> str:
@@ -174,7 +181,7 @@ def complete_refund(refund_id: str) -> str:
     return db.session.get(Refund, refund_id).status
 
 
-def _local_refund(stripe_refund: dict) -> Refund | None:
+def local_refund(stripe_refund: dict) -> Refund | None:
     local_id = (stripe_refund.get("metadata") or {}).get("refund_id")
     found = db.session.scalar(select(Refund).where(Refund.stripe_refund_id == stripe_refund["id"]))
     return found or (db.session.get(Refund, local_id) if local_id else None)
@@ -183,76 +190,36 @@ def _local_refund(stripe_refund: dict) -> Refund | None:
 def handle_refund_updated(refund: dict) -> str | None:
     """A refund's status changed at Stripe: a pending one succeeded (booked now), or it failed."""
     current = stripe_gateway.retrieve_refund(refund["id"], expand=["balance_transaction", "failure_balance_transaction"])
-    local = _local_refund(current)
-    if local is None:
-        db.session.rollback()
+    local_id, unrecorded = _local_of(current)
+    if local_id is None:
         return None
-    local_id = local.id
-    if local.stripe_refund_id is None:  # its movement has not recorded it yet: that first
-        db.session.commit()
-        engine.drive_now([m.id for m in _movements(local_id, OPEN) if m.kind == "refund"])
-    lock_order(local.order_id)
+    if unrecorded:  # its movement has not recorded it yet (its answer was lost): that first
+        engine.shown(current)
+    return _apply_update(local_id, current)
+
+
+@atomic
+def _local_of(current: dict) -> tuple[str | None, bool]:
+    local = local_refund(current)
+    return (local.id, local.stripe_refund_id is None) if local else (None, False)
+
+
+@atomic
+def _apply_update(local_id: str, current: dict) -> str:
+    lock_order(db.session.get(Refund, local_id).order_id)
     local = db.session.get(Refund, local_id)
     local.stripe_refund_id = local.stripe_refund_id or current["id"]
-    local.stripe_status = current["status"]
-    _book(local, current)
-    if current["status"] in ("failed", "canceled"):
+    _advance(local, current["status"])
+    book(local, current)
+    if local.stripe_status in ("failed", "canceled"):
         _fail(local, current.get("failure_reason") or current["status"])
     settle_status(local_id)
-    db.session.commit()
-    return db.session.get(Refund, local_id).status
+    return local.status
 
 
 def handle_refund_failed(refund: dict) -> str | None:
     """`refund.failed`: the same as an update to failed."""
     return handle_refund_updated(refund)
-
-
-def handle_charge_refunded(charge: dict) -> int:
-    """Our refunds of the charge are finished by their movements; one made outside the API
-    (in the Dashboard) is adopted: recorded and taken back from the vendors."""
-    refunds = stripe_gateway.list_refunds(charge["id"])
-    payment = payment_for_charge(charge["id"], charge.get("payment_intent"))
-    if payment is None:
-        db.session.rollback()
-        return 0
-    payment_id = payment.id
-    db.session.commit()
-    for stripe_refund in refunds:
-        if _local_refund(stripe_refund) is None and stripe_refund["status"] in ("succeeded", "pending"):
-            _adopt(db.session.get(Payment, payment_id), stripe_refund)
-        db.session.rollback()
-    return len(refunds)
-
-
-def _adopt(payment: Payment, made: dict) -> None:
-    order = lock_order(payment.order_id)
-    if _local_refund(made) is not None:  # adopted meanwhile
-        db.session.rollback()
-        return
-    refundable = sum(s.subtotal - s.refunded for s in order.splits)
-    if made["amount"] > refundable:
-        log.error("refund %s (%d) exceeds what order %s has left to refund (%d): recorded, %d allocated",
-                  made["id"], made["amount"], order.id, refundable, refundable)
-    shares, _ = allocations(order, min(made["amount"], refundable), []) if refundable else ([], [])
-    refund = Refund(order_id=order.id, payment_id=payment.id, created_by=None, amount=made["amount"],
-                    currency=order.currency, reason=made.get("reason") or "requested_by_customer", items=[],
-                    allocations=shares, stripe_refund_id=made["id"], stripe_status=made["status"])
-    db.session.add(refund)
-    order_status_from_splits(order)
-    db.session.flush()
-    db.session.add(Movement(kind="refund", status="succeeded", amount=made["amount"], currency=refund.currency,
-                            source_id=payment.stripe_charge_id, stripe_id=made["id"], order_id=order.id,
-                            refund_id=refund.id, params={"by_stripe": True, "reason": refund.reason}))
-    _book(refund, made)
-    for share in shares:
-        entries.record_platform_fee(share.split, share.platform_fee_refunded,
-                                    key=f"platform-fee-refund-{share.id}", refund=True)
-    _take_back(refund)
-    settle_status(refund.id)
-    audit.record("refund.adopted", "refund", refund.id, amount=refund.amount, currency=refund.currency)
-    db.session.commit()
-    log.warning("refund %s made outside the API adopted as %s", made["id"], refund.id)
 
 
 def list_refunds(order_id: str) -> list[Refund]:

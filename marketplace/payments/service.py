@@ -42,6 +42,7 @@ from marketplace.payments.intent_events import (
 )
 from marketplace.payments.locking import lock_order, locked_payment
 from marketplace.payments.models import Payment
+from marketplace.transaction import atomic
 from marketplace.vendors.models import Vendor
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,13 @@ def payment_intent_key(order_id: str) -> str:
     return f"payment-intent-{order_id}"
 
 
+@atomic
 def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     """The order's PaymentIntent, made once whatever the retries; (payment, created now)."""
     order = _own_order(user, order_id, lock=True)
     existing = order.payment_summary
     if existing is not None and order.status != "canceled":
-        recovered = idempotency.recovered("payment") == existing.id
-        db.session.commit()
-        return existing, recovered
+        return existing, idempotency.recovered("payment") == existing.id
     if order.status not in PAYABLE:
         raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
     _refuse_suspended_destination(order)
@@ -91,7 +91,6 @@ def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     db.session.flush()
     idempotency.bind("payment", payment.id)
     audit.record("payment_intent.created", "payment", payment.id, amount=payment.amount, currency=payment.currency)
-    db.session.commit()
     return payment, True
 
 
@@ -102,14 +101,12 @@ def _refuse_suspended_destination(order: Order) -> None:
         return
     vendor = db.session.get(Vendor, order.splits[0].vendor_id)
     if vendor.status == "suspended":
-        db.session.rollback()
         raise Conflict("The vendor of this order is suspended; it cannot be paid now.", code="vendor_suspended")
 
 
 def _own_order(user: User, order_id: str, lock: bool = False) -> Order:
     order = lock_order(order_id) if lock else db.session.get(Order, order_id)
     if order is None or order.shopper_id != user.id:
-        db.session.rollback()
         raise NotFound("No such order.", code="order_not_found")
     return order
 
@@ -136,14 +133,8 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
     payment, _ = create_payment_intent(user, order_id)
     if payment.status == "succeeded":
         return _result(payment, None)
-    order = db.session.get(Order, order_id)
-    if order.status not in PAYABLE:
-        raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
-    _refuse_suspended_destination(order)
-    payment_id, intent_id = payment.id, payment.payment_intent_id
-    key = confirm_key(payment, payment_method)
-    db.session.commit()  # no transaction stays open over the network call
-    try:
+    payment_id, intent_id, key = _confirmation(order_id, payment.id, payment_method)
+    try:  # no transaction is open over the network call
         intent = stripe_gateway.confirm_payment_intent(intent_id, payment_method, key)
     except stripe_gateway.PaymentDeclined:
         fraud.record_failed_payment(user.id)
@@ -160,18 +151,29 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
     return _after_confirm(db.session.get(Payment, payment_id), intent)
 
 
+@atomic
+def _confirmation(order_id: str, payment_id: str, payment_method: str) -> tuple[str, str, str]:
+    """The order may be paid now: (payment id, PaymentIntent id, this attempt's key)."""
+    order = db.session.get(Order, order_id)
+    if order.status not in PAYABLE:
+        raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    _refuse_suspended_destination(order)
+    payment = db.session.get(Payment, payment_id)
+    return payment.id, payment.payment_intent_id, confirm_key(payment, payment_method)
+
+
 def confirm_key(payment: Payment, payment_method: str) -> str:
     """Same attempt and card, same key: a retry after a timeout or a 5xx cannot confirm twice."""
     digest = hashlib.sha256(payment_method.encode()).hexdigest()[:16]
     return f"confirm-{payment.id}-{payment.confirm_attempts}-{digest}"
 
 
+@atomic
 def _next_attempt(payment_id: str) -> None:
     """After a definite answer (declined, authentication needed) the next confirmation is a new attempt."""
     db.session.execute(
         update(Payment).where(Payment.id == payment_id).values(confirm_attempts=Payment.confirm_attempts + 1)
     )
-    db.session.commit()
 
 
 def _after_confirm(payment: Payment, intent: dict) -> dict:
@@ -200,20 +202,25 @@ def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
     if intent["status"] != "succeeded":
         log.info("payment intent %s is %s, not succeeded: ignored", intent["id"], intent["status"])
         return None
+    payment_id, found = _succeeded(intent)
+    if found:  # Stripe made the destination transfer: its movement finds it now
+        engine.wake(found)
+    return db.session.get(Payment, payment_id) if payment_id else None
+
+
+@atomic
+def _succeeded(intent: dict) -> tuple[str | None, list[str]]:
+    """(payment id, the destination transfer movements Stripe has made) once recorded."""
     charge = intent["latest_charge"]
     payment, order = locked_payment(intent["id"])
     if payment is None:
-        return None
+        return None, []
     if payment.status != "succeeded":
         audit.record("payment.succeeded", "payment", payment.id, amount=payment.amount, currency=payment.currency)
     _record_success(payment, order, charge)
     transfers.plan_transfers(order, charge["id"])
     settled = order.charge_type == "destination" and charge.get("transfer")
-    order_id = order.id
-    db.session.commit()
-    if settled:  # Stripe made the destination transfer: its movement finds it now
-        engine.wake([m.id for m in engine.live(order_id=order_id, kind="transfer")])
-    return db.session.get(Payment, payment.id)
+    return payment.id, [m.id for m in engine.live(order_id=order.id, kind="transfer")] if settled else []
 
 
 def handle_charge_updated(charge: dict) -> Payment | None:
@@ -227,24 +234,27 @@ def handle_charge_updated(charge: dict) -> Payment | None:
 def book_unsettled(limit: int = 500) -> int:
     """Fetch again the succeeded payments whose charge is still unbooked a while after success
     (a lost or late `charge.updated`); returns how many were looked at."""
-    cutoff = utcnow() - UNSETTLED_AFTER
-    intents = list(db.session.scalars(
-        select(Payment.payment_intent_id)
-        .where(Payment.status == "succeeded", Payment.succeeded_at < cutoff,
-               Payment.stripe_balance_transaction_id.is_(None))
-        .order_by(Payment.succeeded_at).limit(limit)))
-    db.session.commit()
+    intents = _unsettled(limit)
     failed: AppError | None = None
     for intent_id in intents:
         try:
             handle_payment_intent_succeeded({"id": intent_id})
         except AppError as error:  # Stripe unreachable or busy: the others still go; next sweep retries
-            db.session.rollback()
             log.warning("booking the charge of %s failed: %s", intent_id, error.code)
             failed = failed or error
     if failed is not None:
         raise failed  # the job shows it failed
     return len(intents)
+
+
+@atomic
+def _unsettled(limit: int) -> list[str]:
+    cutoff = utcnow() - UNSETTLED_AFTER
+    return list(db.session.scalars(
+        select(Payment.payment_intent_id)
+        .where(Payment.status == "succeeded", Payment.succeeded_at < cutoff,
+               Payment.stripe_balance_transaction_id.is_(None))
+        .order_by(Payment.succeeded_at).limit(limit)))
 
 
 def _record_success(payment: Payment, order: Order, charge: dict) -> None:
@@ -288,30 +298,8 @@ def list_payments(user: User, page: int, per_page: int, status: str | None = Non
     return paginate(stmt.order_by(Payment.created_at.desc(), Payment.id.desc()), page, per_page).as_dict()
 
 
-from marketplace.payments.disputes import (  # noqa: E402  (re-exported for the webhooks)
-    handle_dispute_closed,
-    handle_dispute_created,
-    handle_dispute_funds_reinstated,
-    handle_dispute_funds_withdrawn,
-    handle_dispute_updated,
-)
-from marketplace.payments.refunds import (  # noqa: E402
-    handle_charge_refunded,
-    handle_refund_failed,
-    handle_refund_updated,
-)
-from marketplace.payments.transfers import (  # noqa: E402
-    handle_application_fee_refunded,
-    handle_transfer_created,
-    handle_transfer_reversed,
-)
-
 __all__ = [
     "create_payment_intent", "confirm", "list_payments", "handle_payment_intent_succeeded",
     "handle_charge_updated", "book_unsettled",
     "handle_payment_intent_failed", "handle_payment_intent_canceled", "handle_requires_action",
-    "handle_charge_refunded", "handle_refund_updated", "handle_refund_failed", "handle_dispute_created",
-    "handle_dispute_updated", "handle_dispute_closed", "handle_dispute_funds_withdrawn",
-    "handle_dispute_funds_reinstated", "handle_transfer_created", "handle_transfer_reversed",
-    "handle_application_fee_refunded",
 ]

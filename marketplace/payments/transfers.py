@@ -13,13 +13,15 @@ import logging
 
 from sqlalchemy import select
 
+from marketplace import stripe_gateway
 from marketplace.extensions import db
 from marketplace.movements import engine
 from marketplace.movements.models import Movement
 from marketplace.orders.models import Order, OrderSplit
 from marketplace.payments import ledger_entries as entries
-from marketplace.payments.locking import lock_order
+from marketplace.payments.locking import lock_order, payment_for_charge
 from marketplace.payments.models import DisputeRecovery, Refund, RefundAllocation
+from marketplace.transaction import atomic
 from marketplace.vendors.models import Vendor
 
 log = logging.getLogger(__name__)
@@ -73,9 +75,9 @@ def record(m: Movement, transfer: dict, vendor_payment: dict) -> None:
 
 
 def record_reversal_movement(m: Movement, reversal: dict, vendor_refund: dict) -> None:
-    """A reversal made: both sides in the ledger; if its refund failed or its dispute was won
-    while it was under way, what it took goes back to the vendor."""
-    from marketplace.payments import planner, refunds
+    """A reversal made: both sides in the ledger; if its refund failed or its dispute ended
+    in the platform's favour while it was under way, what it took goes back to the vendor."""
+    from marketplace.payments import disputes, planner, refunds
 
     order = lock_order(m.order_id)
     split = db.session.get(OrderSplit, m.split_id)
@@ -90,12 +92,13 @@ def record_reversal_movement(m: Movement, reversal: dict, vendor_refund: dict) -
     elif m.recovery_id:
         recovery = db.session.get(DisputeRecovery, m.recovery_id)
         recovery.stripe_transfer_reversal_id = recovery.stripe_transfer_reversal_id or reversal["id"]
-        undone = recovery.dispute.status == "won"
+        undone = recovery.dispute.status in disputes.NOT_LOST
     if undone:
         planner.give_back(split, m.amount, order.currency, m.destination, refund_id=m.refund_id,
                           allocation_id=m.allocation_id, dispute_id=m.dispute_id, recovery_id=m.recovery_id)
 
 
+@atomic
 def create_transfers(payment_id: str) -> int:
     """Plan the split transfers of a succeeded payment not planned yet (jobs queued before
     transfers were movements); returns how many."""
@@ -103,29 +106,42 @@ def create_transfers(payment_id: str) -> int:
 
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.status != "succeeded" or not payment.stripe_charge_id:
-        db.session.rollback()
         return 0
-    planned = plan_transfers(lock_order(payment.order_id), payment.stripe_charge_id)
-    db.session.commit()
-    return len(planned)
+    return len(plan_transfers(lock_order(payment.order_id), payment.stripe_charge_id))
 
 
-def handle_transfer_created(transfer: dict) -> bool:
+def handle_transfer_created(transfer: dict) -> str | None:
     """`transfer.created`: a transfer of ours is recorded by its movement; one whose answer was
-    lost is found and recorded now. True when there was such a movement to drive."""
-    movement_id = (transfer.get("metadata") or {}).get("movement_id")
-    movement = db.session.get(Movement, movement_id) if movement_id else None
-    if movement is None or movement.status == "succeeded":
-        db.session.rollback()
-        return False
-    db.session.commit()
-    engine.drive(movement.id)
-    return True
+    lost (even every answer: the movement needs attention) is found and recorded now. The
+    movement's status, None for a transfer that is no movement's."""
+    return engine.shown(transfer)
 
 
 def handle_transfer_reversed(transfer: dict) -> None:
     """Reversals are recorded by the movements that make them: nothing to do here."""
 
 
-def handle_application_fee_refunded(fee: dict) -> None:
-    """The app makes no application fee refunds: nothing to do here."""
+def handle_application_fee_refunded(fee: dict, account: str | None = None) -> int:
+    """`application_fee.refunded`: the app makes no fee refunds, but one made in the Dashboard
+    (alone, or by a refund with `refund_application_fee`) gave fee revenue back: booked once,
+    the platform's side and, when Stripe credited the vendor apart, the vendor's. How many."""
+    fee_refunds = stripe_gateway.list_application_fee_refunds(fee["id"])
+    vendor_account = fee.get("account") or account
+    credits = {fr["id"]: [bt for bt in stripe_gateway.balance_transactions_of(fr["id"], vendor_account)
+                          if int(bt["amount"]) > 0] for fr in fee_refunds}
+    return _book_fee_refunds(fee.get("originating_transaction") or "", fee_refunds, credits, vendor_account)
+
+
+@atomic
+def _book_fee_refunds(charge_id: str, fee_refunds: list[dict], credits: dict, vendor_account: str) -> int:
+    payment = payment_for_charge(charge_id, None)
+    if payment is None:
+        return 0
+    order = lock_order(payment.order_id)
+    split = order.splits[0]  # an application fee is a destination charge's: one vendor
+    for fr in fee_refunds:
+        if isinstance(fr.get("balance_transaction"), dict):
+            entries.record_application_fee(fr["balance_transaction"], order.id)
+        for bt in credits[fr["id"]]:
+            entries.record_fee_credit(bt, split.vendor_id, vendor_account, split.id)
+    return len(fee_refunds)

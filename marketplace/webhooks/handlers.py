@@ -11,6 +11,7 @@ import inspect
 from typing import Callable
 
 from marketplace.movements import engine
+from marketplace.payments import adoption, disputes, refunds, transfers
 from marketplace.payments import service as payments
 from marketplace.payouts import service as payouts
 from marketplace.vendors import service as vendors
@@ -52,17 +53,17 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.canceled": on_object(payments.handle_payment_intent_canceled),
     "payment_intent.requires_action": on_object(payments.handle_requires_action),
     "charge.updated": on_object(payments.handle_charge_updated),
-    "charge.refunded": on_object(payments.handle_charge_refunded),
-    "refund.updated": on_object(payments.handle_refund_updated),
-    "refund.failed": on_object(payments.handle_refund_failed),
-    "charge.dispute.created": on_object(payments.handle_dispute_created),
-    "charge.dispute.funds_withdrawn": on_object(payments.handle_dispute_funds_withdrawn),
-    "charge.dispute.funds_reinstated": on_object(payments.handle_dispute_funds_reinstated),
-    "charge.dispute.closed": on_object(payments.handle_dispute_closed),
-    "charge.dispute.updated": on_object(payments.handle_dispute_updated),
-    "transfer.created": on_object(payments.handle_transfer_created),
-    "transfer.reversed": on_object(payments.handle_transfer_reversed),
-    "application_fee.refunded": on_object(payments.handle_application_fee_refunded),
+    "charge.refunded": on_object(adoption.handle_charge_refunded),
+    "refund.updated": on_object(refunds.handle_refund_updated),
+    "refund.failed": on_object(refunds.handle_refund_failed),
+    "charge.dispute.created": on_object(disputes.handle_dispute_created),
+    "charge.dispute.funds_withdrawn": on_object(disputes.handle_dispute_funds_withdrawn),
+    "charge.dispute.funds_reinstated": on_object(disputes.handle_dispute_funds_reinstated),
+    "charge.dispute.closed": on_object(disputes.handle_dispute_closed),
+    "charge.dispute.updated": on_object(disputes.handle_dispute_updated),
+    "transfer.created": on_object(transfers.handle_transfer_created),
+    "transfer.reversed": on_object(transfers.handle_transfer_reversed),
+    "application_fee.refunded": on_object(transfers.handle_application_fee_refunded),
     "account.updated": account_updated,
     "payout.paid": on_object(payouts.handle_payout_paid),
     "payout.failed": on_object(payouts.handle_payout_failed),
