@@ -5,11 +5,12 @@ balance transaction, see marketplace/payments/ledger_entries.py). For a cut-off 
 `cutoff = now - PAYOUT_HOLD_DAYS`:
 
     available = postings on vendor:<id>:stripe_balance of entries that occurred before
-                `cutoff`, plus every payout posting (`payout`, `payout_failure`,
-                `payout_cancel`) whatever its age: money already paid out (or returned by
-                a failed or canceled payout) counts against what is payable at once
-    pending   = the other postings on vendor:<id>:stripe_balance: sales, refunds and
-                dispute recoveries younger than the hold
+                `cutoff`, plus, whatever their age, every payout posting (`payout`,
+                `payout_failure`, `payout_cancel`) and every debit (refunds' and disputes'
+                take-backs): money already paid out or taken back counts against what is
+                payable at once, money coming in waits out the hold
+    pending   = the other postings on vendor:<id>:stripe_balance: sales (and retransfers)
+                younger than the hold
     paid_out  = postings on vendor:<id>:paid_out (payouts less failed or canceled ones)
     held      = postings on vendor:<id>:held: shares kept on the platform while the vendor
                 is suspended (transferred, and so released, on reinstatement)
@@ -45,7 +46,9 @@ class Due:
 
 def grouped_balances(cutoff: datetime, currency: str | None = None, accounts: list[str] | None = None):
     """ONE grouped query: (account, currency, available, pending) per vendor account and currency."""
-    settled = sa.or_(JournalEntry.kind.in_(PAYOUT_KINDS), JournalEntry.occurred_at < cutoff)
+    # Money in waits out the hold; money out (payouts, refunds' and disputes' take-backs)
+    # counts against what is payable at once, whatever its age.
+    settled = sa.or_(JournalEntry.kind.in_(PAYOUT_KINDS), JournalEntry.occurred_at < cutoff, Posting.amount < 0)
     stmt = (
         select(
             Posting.account, Posting.currency,

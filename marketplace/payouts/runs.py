@@ -25,12 +25,12 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from marketplace import audit, stripe_gateway
-from marketplace.movements import engine
-from marketplace.movements.engine import Kind, register
-from marketplace.movements.models import Movement
 from marketplace.database import utcnow
 from marketplace.errors import AppError
 from marketplace.extensions import db
+from marketplace.movements import engine
+from marketplace.movements.engine import Kind, register
+from marketplace.movements.models import OPEN, Movement
 from marketplace.payouts import balances, ledger_entries
 from marketplace.payouts.locking import run_lock
 from marketplace.payouts.models import Payout, PayoutRun
@@ -103,13 +103,19 @@ def _pay_all(run: PayoutRun, progress: Progress) -> None:
 
 
 def _in_flight() -> dict[tuple[str, str], int]:
-    """Amounts of payouts committed but not yet on the ledger (their Stripe call pending)."""
-    rows = db.session.execute(
-        select(Payout.vendor_id, Payout.currency, func.sum(Payout.amount))
-        .where(Payout.dry_run.is_(False), Payout.status == "pending", Payout.stripe_payout_id.is_(None))
-        .group_by(Payout.vendor_id, Payout.currency)
-    )
-    return {(vendor_id, currency): int(total) for vendor_id, currency, total in rows}
+    """What is committed to leave each vendor's balance but is not on the ledger yet: payouts
+    whose Stripe call is pending, and reversals planned (a refund's or a dispute's) not made."""
+    out: dict[tuple[str, str], int] = {}
+    payouts = select(Payout.vendor_id, Payout.currency, func.sum(Payout.amount)).where(
+        Payout.dry_run.is_(False), Payout.status == "pending", Payout.stripe_payout_id.is_(None)
+    ).group_by(Payout.vendor_id, Payout.currency)
+    reversals = select(Movement.vendor_id, Movement.currency, func.sum(Movement.amount)).where(
+        Movement.kind == "transfer_reversal", Movement.status.in_(OPEN + ("needs_attention",))
+    ).group_by(Movement.vendor_id, Movement.currency)
+    for stmt in (payouts, reversals):
+        for vendor_id, currency, total in db.session.execute(stmt):
+            out[(vendor_id, currency)] = out.get((vendor_id, currency), 0) + int(total)
+    return out
 
 
 def _accounts(vendor_ids: set[str]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from marketplace.database import isoformat, utcnow
 from marketplace.errors import Conflict, NotFound
 from marketplace.extensions import db
 from marketplace.idempotency import bind, recovered
+from marketplace.movements import engine
 from marketplace.pagination import paginate
 from marketplace.payouts import balances, ledger_entries, runs
 from marketplace.payouts.locking import is_busy
@@ -118,6 +119,7 @@ def next_payout_date() -> str:
 def _sync(stripe_payout: dict, account: str | None) -> Payout | None:
     """Bring our payout in line with Stripe's, re-fetched (state only moves forward)."""
     current = stripe_gateway.retrieve_payout(stripe_payout["id"], account)
+    engine.shown(current)  # its movement records it first if its answer was lost
     payout = db.session.scalar(select(Payout).where(Payout.stripe_payout_id == current["id"]).with_for_update())
     if payout is None:
         local_id = (current.get("metadata") or {}).get("payout_id")
