@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from marketplace.database import isoformat
+from marketplace.movements.schemas import MovementSchema
 from marketplace.openapi import Timestamp
 from marketplace.pagination import PageArgsSchema
 from marketplace.reconciliation.models import KINDS, STATUSES
@@ -57,6 +58,10 @@ class RunDetailSchema(RunSchema):
     discrepancies = fields.List(fields.Nested(DiscrepancySchema), required=True,
                                 metadata={"description": "the first 1000, by account; all of them, a page at a time, "
                                                          "at /api/admin/reconciliation-runs/{id}/discrepancies"})
+    movements_needing_attention = fields.List(
+        fields.Nested(MovementSchema), required=True,
+        metadata={"description": "movements of money that could not finish and need an admin, now (the first "
+                                 "100, oldest first; all at /api/admin/movements?status=needs_attention)"})
 
 
 RunListArgsSchema = PageArgsSchema

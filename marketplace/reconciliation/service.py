@@ -24,6 +24,7 @@ from marketplace.database import utcnow
 from marketplace.errors import NotFound, ValidationFailed
 from marketplace.extensions import db
 from marketplace.idempotency import bind, recovered
+from marketplace.movements import engine
 from marketplace.pagination import paginate
 from marketplace.reconciliation import journal
 from marketplace.reconciliation.matching import Finding, LedgerRow, Matcher, Tally
@@ -218,6 +219,17 @@ def _finish(run_id: str, key: str, attempt: int, tally: Tally) -> None:
         db.session.execute(update(ReconciliationRun).where(ReconciliationRun.id == run_id).values(
             status="completed", finished_at=utcnow(), last_error=None))
     db.session.commit()
+    if checked >= total:
+        _name_stuck_movements(run_id)
+
+
+def _name_stuck_movements(run_id: str) -> None:
+    """A completed run names every movement that needs an admin (it moved no money yet)."""
+    stuck = engine.needing_attention()
+    if stuck:
+        log.error("reconciliation %s: %d movement(s) need attention: %s", run_id, len(stuck),
+                  ", ".join(f"{m.id} ({m.kind} {m.amount} {m.currency}: {m.last_error})" for m in stuck[:20]))
+    db.session.rollback()
 
 
 def _record_failure(run_id: str, key: str, attempt: int, error: Exception) -> None:
@@ -276,7 +288,8 @@ def run_detail(run_id: str) -> SimpleNamespace:
     return SimpleNamespace(**{c: getattr(run, c) for c in (
         "id", "status", "window_start", "window_end", "accounts_checked", "accounts_total",
         "transactions_checked", "counts", "trigger", "last_error", "created_at", "started_at",
-        "finished_at")}, discrepancies=discrepancies(run_id))
+        "finished_at")}, discrepancies=discrepancies(run_id),
+        movements_needing_attention=engine.needing_attention())
 
 
 def create_daily_run(now: datetime | None = None) -> ReconciliationRun:
