@@ -86,15 +86,60 @@ def _assert_ledger_balanced() -> None:
     assert unbalanced_entries() == [], "unbalanced ledger entries"
 
 
+# Fixtures that ask for the app with something more: requesting one adds that need.
+_NEEDS = {"stripe_app": "emulator", "redis_app": "redis"}
+
+
 @pytest.fixture
-def app(migrated):
-    app = make_app(migrated)
+def app(request, migrated):
+    """The one app of a test, on a clean database. What else it needs, a module or test says
+    with `pytest.mark.needs("emulator", "redis")` (or by asking for `stripe_app` /
+    `redis_app`): the Stripe emulator over HTTP (reset, STRIPE_API_BASE pointing at it), and
+    RQ on the test Redis (flushed before and after). Whatever it needs, the teardown checks
+    that every ledger entry the test made balances, then empties the database."""
+    marker = request.node.get_closest_marker("needs")
+    needs = set(marker.args if marker else ()) | {n for f, n in _NEEDS.items() if f in request.fixturenames}
+    overrides, redis = {}, None
+    if "emulator" in needs:
+        import requests
+
+        emulator = request.getfixturevalue("emulator")
+        requests.post(f"{emulator.url}/_emulator/reset", timeout=10).raise_for_status()
+        emulator.__dict__.pop("delivered_events", None)
+        overrides["STRIPE_API_BASE"] = emulator.url
+    if "redis" in needs:
+        from redis import Redis
+
+        url = request.getfixturevalue("redis_url")
+        redis = Redis.from_url(url)
+        redis.flushdb()
+        overrides["REDIS_URL"] = url
+    app = make_app(migrated, **overrides)
     with app.app_context():
         yield app
         _assert_ledger_balanced()
         db.session.remove()
         _clean(db.engine)
         db.engine.dispose()
+    if redis is not None:
+        redis.flushdb()
+        redis.close()
+
+
+@pytest.fixture
+def stripe_app(app, emulator):
+    """The app, talking to the emulator."""
+    assert app.config["STRIPE_API_BASE"] == emulator.url, (
+        "the app was made before stripe_app was asked for: mark the test needs('emulator')")
+    return app
+
+
+@pytest.fixture
+def redis_app(app, redis_url):
+    """The app, its jobs going through RQ on a real Redis."""
+    assert app.config["REDIS_URL"] == redis_url, (
+        "the app was made before redis_app was asked for: mark the test needs('redis')")
+    return app
 
 
 @pytest.fixture
@@ -108,24 +153,6 @@ def redis_url() -> str:
     if not url:
         _service_missing("TEST_REDIS_URL")
     return url
-
-
-@pytest.fixture
-def redis_app(migrated, redis_url):
-    """An app whose jobs go through RQ on a real Redis (flushed before and after)."""
-    from redis import Redis
-
-    conn = Redis.from_url(redis_url)
-    conn.flushdb()
-    app = make_app(migrated, REDIS_URL=redis_url)
-    with app.app_context():
-        yield app
-        _assert_ledger_balanced()
-        db.session.remove()
-        _clean(db.engine)
-        db.engine.dispose()
-    conn.flushdb()
-    conn.close()
 
 
 @pytest.fixture
@@ -171,15 +198,12 @@ def emulator():
 
 
 @pytest.fixture
-def stripe_app(migrated, emulator):
-    """An app whose STRIPE_API_BASE is the emulator, reset before each test."""
-    import requests
+def shopper(auth) -> dict[str, str]:
+    """A shopper's headers."""
+    return auth.headers("shopper")
 
-    requests.post(f"{emulator.url}/_emulator/reset", timeout=10).raise_for_status()
-    emulator.__dict__.pop("delivered_events", None)
-    app = make_app(migrated, STRIPE_API_BASE=emulator.url)
-    with app.app_context():
-        yield app
-        db.session.remove()
-        _clean(db.engine)
-        db.engine.dispose()
+
+@pytest.fixture
+def admin(auth) -> dict[str, str]:
+    """An admin's headers."""
+    return auth.headers("admin")

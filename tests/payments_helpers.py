@@ -68,6 +68,17 @@ def pay(client, shopper: dict, order_id: str, payment_method: str = "pm_card_vis
     return confirmed
 
 
+def paid_order(client, shopper: dict, emulator, prices: list[int], vendors: int | None = None,
+               quantities: list[int] | None = None, payment_method: str = "pm_card_visa") -> tuple[dict, list]:
+    """An order paid and settled through the API, one line per price, each from its own
+    onboarded vendor (`vendors` of them; by default one per price): (order, vendors)."""
+    sellers = [onboarded_vendor(emulator) for _ in range(vendors or len(prices))]
+    order = order_for(client, shopper, sellers, prices, quantities)
+    paid = pay(client, shopper, order["id"], payment_method, emulator=emulator)
+    assert paid.status_code == 200, paid.get_json()
+    return order, sellers
+
+
 def settle(client, emulator) -> int:
     """Let Stripe finish what it does after a request (asynchronous capture settling a
     charge: its balance transaction, transfer and application fee; a refund failing later;

@@ -4,11 +4,6 @@ import pytest
 from tests.factories import VendorFactory
 
 
-@pytest.fixture
-def admin(auth):
-    return auth.headers("admin")
-
-
 def test_admin_lists_vendors_paginated_and_filtered(client, admin):
     vendors = [VendorFactory() for _ in range(3)]
     VendorFactory(suspended=True, status="suspended")

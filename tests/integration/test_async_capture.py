@@ -8,29 +8,13 @@ from sqlalchemy import func, select
 from marketplace.errors import ServiceUnavailable
 from marketplace.extensions import db
 from marketplace.ledger.models import JournalEntry
-from marketplace.ledger.service import unbalanced_entries
 from marketplace.payments import service
 from marketplace.payments.models import Payment, Refund
 from tests.payments_helpers import assert_balances_match, deliver_events, emu, onboarded_vendor, order_for, pay, settle
 from tests.reconciliation_helpers import emulator_now, reconcile
 from tests.webhook_helpers import deliver
 
-
-@pytest.fixture
-def app(stripe_app):
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
-
-
-@pytest.fixture
-def admin(auth):
-    return auth.headers("admin")
+pytestmark = pytest.mark.needs("emulator")
 
 
 def _entries() -> int:

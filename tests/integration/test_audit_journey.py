@@ -9,10 +9,7 @@ from marketplace.payments.models import Payment
 from tests.integration.test_audit import entries
 from tests.payments_helpers import emu, onboarded_vendor, order_for, pay
 
-
-@pytest.fixture
-def app(stripe_app):
-    return stripe_app
+pytestmark = pytest.mark.needs("emulator")
 
 
 def test_a_paid_refunded_and_disputed_journey_is_audited(client, auth, emulator):

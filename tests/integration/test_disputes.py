@@ -5,17 +5,11 @@ from sqlalchemy import select
 from marketplace import outbox
 from marketplace.extensions import db
 from marketplace.ledger import service as ledger
-from marketplace.ledger.service import unbalanced_entries
-from marketplace.payments import service
+from marketplace.payments import disputes
 from marketplace.payments.models import Dispute
 from tests.payments_helpers import CARD_ONLY, emu, onboarded_vendor, order_for, pay, stripe_balance
 
-
-@pytest.fixture
-def app(stripe_app):
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
+pytestmark = pytest.mark.needs("emulator")
 
 
 def disputed_order(client, auth, emulator, prices, vendors):
@@ -40,8 +34,8 @@ def status(client, shopper, order):
 
 def test_won_dispute_on_a_destination_charge(client, auth, emulator):
     order, dispute, vendors, shopper = disputed_order(client, auth, emulator, [2000], vendors=1)
-    row = service.handle_dispute_created(dispute)
-    service.handle_dispute_funds_withdrawn(dispute)  # the second event changes nothing
+    row = disputes.handle_dispute_created(dispute)
+    disputes.handle_dispute_funds_withdrawn(dispute)  # the second event changes nothing
     outbox.relay()
     assert status(client, shopper, order) == "disputed" and row.status == "needs_response"
     assert stripe_balance(emulator, vendors[0].stripe_account_id) == 0  # its 1800 recovered
@@ -51,8 +45,8 @@ def test_won_dispute_on_a_destination_charge(client, auth, emulator):
     # The platform pays the dispute fee: the re-transfer needs funds from other sales.
     other_sales = top_up(emulator, 5000)
     emu(emulator, "POST", f"/_emulator/disputes/{dispute['id']}/close", outcome="won")
-    closed = service.handle_dispute_closed(dispute)
-    service.handle_dispute_funds_reinstated(dispute)
+    closed = disputes.handle_dispute_closed(dispute)
+    disputes.handle_dispute_funds_reinstated(dispute)
     outbox.relay()
     assert closed.status == "won" and status(client, shopper, order) == "paid"
     assert stripe_balance(emulator, vendors[0].stripe_account_id) == 1800
@@ -72,12 +66,12 @@ def top_up(emulator, amount):
 
 def test_lost_dispute_on_separate_charges(client, auth, emulator):
     order, dispute, vendors, shopper = disputed_order(client, auth, emulator, [1000, 2000, 3000], vendors=3)
-    service.handle_dispute_created(dispute)
+    disputes.handle_dispute_created(dispute)
     outbox.relay()
     for vendor in vendors:
         assert stripe_balance(emulator, vendor.stripe_account_id) == 0
     emu(emulator, "POST", f"/_emulator/disputes/{dispute['id']}/close", outcome="lost")
-    closed = service.handle_dispute_closed(dispute)
+    closed = disputes.handle_dispute_closed(dispute)
     outbox.relay()
     assert closed.status == "lost" and closed.closed_at is not None
     assert status(client, shopper, order) == "disputed"
@@ -89,12 +83,12 @@ def test_lost_dispute_on_separate_charges(client, auth, emulator):
 def test_platform_recovery_leaves_vendors_alone(client, auth, emulator, stripe_app):
     stripe_app.config["DISPUTE_RECOVERY"] = "platform"
     order, dispute, vendors, shopper = disputed_order(client, auth, emulator, [1000, 1000], vendors=2)
-    row = service.handle_dispute_created(dispute)
+    row = disputes.handle_dispute_created(dispute)
     outbox.relay()
     assert row.recovery == "platform" and row.recoveries == []
     assert [stripe_balance(emulator, v.stripe_account_id) for v in vendors] == [900, 900]
     emu(emulator, "POST", f"/_emulator/disputes/{dispute['id']}/close", outcome="won")
-    service.handle_dispute_closed(dispute)
+    disputes.handle_dispute_closed(dispute)
     outbox.relay()
     assert status(client, shopper, order) == "paid"
     assert db.session.scalar(select(Dispute.status)) == "won"
@@ -103,6 +97,6 @@ def test_platform_recovery_leaves_vendors_alone(client, auth, emulator, stripe_a
 
 def test_a_disputed_order_is_not_refunded(client, auth, emulator):
     order, dispute, vendors, shopper = disputed_order(client, auth, emulator, [1000], vendors=1)
-    service.handle_dispute_created(dispute)
+    disputes.handle_dispute_created(dispute)
     response = client.post(f"/api/orders/{order['id']}/refunds", json={"reason": "fraudulent"}, headers=auth.headers("admin"))
     assert response.status_code == 409 and response.get_json()["error"]["code"] == "order_not_paid"

@@ -50,11 +50,8 @@ def test_checkout_rate_limit(app, client, auth):
     assert limited.get_json()["error"]["code"] == "too_many_requests" and "Retry-After" in limited.headers
 
 
+@pytest.mark.needs("emulator")
 class TestFailedPayments:
-    @pytest.fixture
-    def app(self, stripe_app):
-        return stripe_app
-
     def test_repeated_declines_refuse_checkout(self, app, client, auth, emulator):
         app.config["FRAUD_MAX_FAILED_PAYMENTS"] = 2
         _, headers = auth.user("shopper")

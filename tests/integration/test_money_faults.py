@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 from marketplace import outbox, stripe_gateway
 from marketplace.database import utcnow
 from marketplace.extensions import db
-from marketplace.ledger.service import unbalanced_entries
 from marketplace.movements import engine
 from marketplace.movements.models import Movement
 from marketplace.outbox import OutboxMessage
@@ -27,22 +26,7 @@ from tests.payments_helpers import (assert_balances_match, emu, onboarded_vendor
 from tests.payouts_helpers import advance, follow_emulator_clock, stripe_payouts, vendor
 from tests.reconciliation_helpers import emulator_now, reconcile
 
-
-@pytest.fixture
-def app(stripe_app):
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
-
-
-@pytest.fixture
-def admin(auth):
-    return auth.headers("admin")
+pytestmark = pytest.mark.needs("emulator")
 
 
 def _refund(client, admin, order_id, amount=None, **headers):
@@ -303,7 +287,9 @@ def test_m1_a_payout_whose_key_expired_is_looked_up_never_sent_twice(client, sho
     monkeypatch.setattr(stripe_gateway, "create_payout", real)
     payout = db.session.scalar(select(Payout))
     assert payout.status == "pending" and payout.stripe_payout_id is None
-    advance(emulator, 1.1)  # more than 24 h later: the emulator has forgotten the key
+    more = order_for(client, shopper, [seller], [5000])  # money on the account: a resend would be paid
+    assert pay(client, shopper, more["id"], emulator=emulator).status_code == 200
+    advance(emulator, 10)  # days later: the emulator has forgotten the key
     _due_now(hours=25)
     engine.sweep()
     assert len(stripe_payouts(emulator, seller)) == 1  # looked up and found, not sent again
@@ -333,6 +319,9 @@ def test_m2_work_that_cannot_finish_now_is_retried_and_never_abandoned(client, s
     assert all("balance_insufficient" in m["last_error"] for m in stuck["data"])
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'marketplace_movements{status="needs_attention"} 2.0' in metrics
+    now = emulator_now(emulator)
+    run = reconcile(client, admin, now - 3600, now + 3600)  # the reconciliation names them
+    assert sorted(m["id"] for m in run["movements_needing_attention"]) == sorted(m["id"] for m in stuck["data"])
     for seller in vendors:  # the vendors sell again: money to take back
         top_up = order_for(client, shopper, [seller], [5000])
         assert pay(client, shopper, top_up["id"], emulator=emulator).status_code == 200

@@ -9,23 +9,12 @@ from marketplace.catalog.models import Product
 from marketplace.database import utcnow
 from marketplace.errors import Conflict
 from marketplace.extensions import db
-from marketplace.ledger.service import unbalanced_entries
 from marketplace.orders import service
 from marketplace.orders.models import Order
 from marketplace.payments import service as payments
 from tests.payments_helpers import emu, onboarded_vendor, order_for, pay
 
-
-@pytest.fixture
-def app(stripe_app):
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
+pytestmark = pytest.mark.needs("emulator")
 
 
 def _placed_hours_ago(order_id: str, hours: float) -> None:

@@ -9,15 +9,7 @@ from marketplace.extensions import db
 from marketplace.payments.models import Refund
 from tests.payments_helpers import emu, onboarded_vendor, order_for, pay
 
-
-@pytest.fixture
-def app(stripe_app):
-    return stripe_app
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
+pytestmark = pytest.mark.needs("emulator")
 
 
 def keyed(headers, key):

@@ -4,7 +4,6 @@ from sqlalchemy import func, select
 
 from marketplace.extensions import db
 from marketplace.ledger.models import JournalEntry
-from marketplace.ledger.service import unbalanced_entries
 from marketplace.payouts import service
 from marketplace.payouts.locking import run_lock
 from marketplace.payouts.models import Payout
@@ -15,18 +14,12 @@ from tests.payouts_helpers import (
     stripe_payouts, vendor,
 )
 
+pytestmark = pytest.mark.needs("emulator")
 
-@pytest.fixture
-def app(stripe_app, monkeypatch, emulator):
+
+@pytest.fixture(autouse=True)
+def _emulator_clock(monkeypatch, emulator):
     follow_emulator_clock(monkeypatch, emulator)
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
 
 
 def deliver_events(emulator, seller, type_: str) -> int:

@@ -11,19 +11,17 @@ from marketplace.errors import ServiceUnavailable
 from marketplace.extensions import db
 from marketplace.movements import engine
 from marketplace.movements.models import Movement
-from marketplace.ledger.service import unbalanced_entries
 from marketplace.payouts import service
 from tests.payouts_helpers import (
     advance, follow_emulator_clock, ledger_balance, payouts_of, sell, stripe_payouts, vendor,
 )
 
+pytestmark = pytest.mark.needs("emulator")
 
-@pytest.fixture
-def app(stripe_app, monkeypatch, emulator):
+
+@pytest.fixture(autouse=True)
+def _emulator_clock(monkeypatch, emulator):
     follow_emulator_clock(monkeypatch, emulator)
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
 
 
 @pytest.fixture

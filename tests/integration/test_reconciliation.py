@@ -14,22 +14,9 @@ from marketplace.reconciliation.models import Discrepancy, ReconciliationRun
 from tests.payments_helpers import emu, onboarded_vendor, order_for, pay
 from tests.reconciliation_helpers import delete_entry, emulator_now, iso, reconcile
 
+pytestmark = pytest.mark.needs("emulator")
+
 RUNS = "/api/admin/reconciliation-runs"
-
-
-@pytest.fixture
-def app(stripe_app):
-    return stripe_app
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
-
-
-@pytest.fixture
-def admin(auth):
-    return auth.headers("admin")
 
 
 def _paid(client, shopper, sellers, prices, method="pm_card_visa", emulator=None):

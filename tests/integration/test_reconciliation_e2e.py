@@ -7,7 +7,7 @@ from sqlalchemy import select
 from marketplace import outbox
 from marketplace.extensions import db
 from marketplace.ledger import service as ledger
-from marketplace.ledger.service import Line, unbalanced_entries
+from marketplace.ledger.service import Line
 from marketplace.payments import disputes
 from marketplace.payments.models import Payment
 from tests.payments_helpers import emu, onboarded_vendor, order_for, pay
@@ -15,15 +15,14 @@ from tests.reconciliation_helpers import (
     all_balance_transactions, delete_entry, emulator_now, inflate_entry, reconcile,
 )
 
+pytestmark = pytest.mark.needs("emulator")
+
 payouts_helpers = pytest.importorskip("tests.payouts_helpers")
 
 
-@pytest.fixture
-def app(stripe_app, monkeypatch, emulator):
+@pytest.fixture(autouse=True)
+def _emulator_clock(monkeypatch, emulator):
     payouts_helpers.follow_emulator_clock(monkeypatch, emulator)
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
 
 
 def _charge_of(order_id: str) -> str:

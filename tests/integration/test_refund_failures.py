@@ -7,38 +7,15 @@ from sqlalchemy import func, select
 from marketplace import outbox
 from marketplace.extensions import db
 from marketplace.ledger import service as ledger
-from marketplace.ledger.service import unbalanced_entries
 from marketplace.movements import engine
 from marketplace.movements.models import Movement
-from marketplace.payments import refunds, service
+from marketplace.payments import refunds
 from marketplace.payments.models import Refund, RefundAllocation
 from marketplace.vendors.models import Vendor
-from tests.payments_helpers import assert_balances_match, emu, onboarded_vendor, order_for, pay, stripe_balance
+from tests.payments_helpers import assert_balances_match, emu, paid_order, stripe_balance
 from tests.reconciliation_helpers import emulator_now, reconcile
 
-
-@pytest.fixture
-def app(stripe_app):
-    yield stripe_app
-    db.session.rollback()
-    assert unbalanced_entries() == []
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
-
-
-@pytest.fixture
-def admin(auth):
-    return auth.headers("admin")
-
-
-def paid_order(client, shopper, emulator, prices, vendors):
-    sellers = [onboarded_vendor(emulator) for _ in range(vendors)]
-    order = order_for(client, shopper, sellers, prices)
-    assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
-    return order, sellers
+pytestmark = pytest.mark.needs("emulator")
 
 
 def refund(client, admin, order_id, amount):
@@ -60,7 +37,7 @@ def fee_revenue() -> int:
 def fail_at_stripe(emulator, stripe_refund_id) -> str:
     """The card network gives the refund back; Stripe's refund.failed reaches the handler."""
     emu(emulator, "POST", f"/_emulator/refunds/{stripe_refund_id}/fail")
-    status = service.handle_refund_failed({"id": stripe_refund_id})
+    status = refunds.handle_refund_failed({"id": stripe_refund_id})
     outbox.relay()  # the retransfer job (inline here)
     return status
 
@@ -87,7 +64,7 @@ def test_a_destination_refund_that_fails_gives_the_vendor_back_its_reversal(clie
     assert_balances_match(emulator, order["id"])
 
     # The event again, the job again: nothing moves twice.
-    assert service.handle_refund_failed({"id": made["stripe_refund_id"]}) == "failed"
+    assert refunds.handle_refund_failed({"id": made["stripe_refund_id"]}) == "failed"
     assert refunds.retransfer_failed(made["id"]) == 0
     outbox.relay()
     assert len(retransfers(emulator, sellers[0].stripe_account_id)) == 1

@@ -26,6 +26,9 @@ from tests.conftest import _assert_ledger_balanced, _clean, make_app
 from tests.factories import VendorFactory
 from tests.payments_helpers import emu, onboarded_vendor, order_for, settle
 
+# On the emulator, the app is the conftest's, made to talk to it.
+pytestmark = pytest.mark.needs("emulator")
+
 REAL_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY")
 REAL_BASE = os.environ.get("STRIPE_TEST_API_BASE")  # unset: Stripe itself
 
@@ -120,16 +123,6 @@ def client(flows):
     from flask import current_app
 
     return current_app.test_client()
-
-
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
-
-
-@pytest.fixture
-def admin(auth):
-    return auth.headers("admin")
 
 
 def _pay(client, shopper, order_id, payment_method="pm_card_visa"):

@@ -12,12 +12,9 @@ from marketplace.vendors.models import Vendor
 from tests.factories import ProductFactory
 from tests.payments_helpers import CARD_ONLY
 
+pytestmark = pytest.mark.needs("emulator")
+
 KEY = {"Authorization": "Bearer sk_test_emulator"}
-
-
-@pytest.fixture
-def app(stripe_app):
-    return stripe_app
 
 
 def emu_post(emulator, path, **body):

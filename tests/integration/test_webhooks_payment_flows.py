@@ -32,16 +32,6 @@ def app(hooked_app):
     return hooked_app
 
 
-@pytest.fixture
-def shopper(auth):
-    return auth.headers("shopper")
-
-
-@pytest.fixture
-def admin(auth):
-    return auth.headers("admin")
-
-
 def order_state(order_id: str) -> dict:
     """What an order ended as, without ids: statuses, amounts and every vendor's ledger balance."""
     db.session.rollback()

@@ -12,12 +12,9 @@ from marketplace.webhooks.cli import stripe_cli
 from marketplace.webhooks.models import WebhookEvent
 from tests.webhook_helpers import deliver
 
+pytestmark = pytest.mark.needs("emulator")
+
 KEY = {"Authorization": "Bearer sk_test_emulator"}
-
-
-@pytest.fixture
-def app(stripe_app):
-    return stripe_app
 
 
 def since(**delta) -> str:
