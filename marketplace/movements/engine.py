@@ -10,9 +10,10 @@ outcome once:
 
 - an answer: the kind records it (ledger, domain rows) and the movement `succeeded`;
 - timeouts, connection errors, 5xx, 429 and 409 `idempotency_key_in_use` leave the outcome
-  **unknown**: the same request is sent again later under the same key; once that key may
-  have expired (Stripe keeps keys 24 hours) the object is looked up at Stripe first, and
-  only made if it does not exist;
+  **unknown**: before the next attempt the object is looked up at Stripe (by the movement
+  id in its metadata), and only if it does not exist is the same request sent again under
+  the same key. Nothing rests on Stripe still knowing the key (it keeps keys 24 hours):
+  a retry days later, or after Stripe forgot the key early, cannot make the object twice;
 - a refusal that may pass later (a balance too low) is tried again later as a new request
   (a new key: Stripe keeps the refusal under the old one);
 - any other refusal is definite: the kind decides what it means (`failed`, or
@@ -40,10 +41,13 @@ from marketplace.pagination import paginate
 
 log = logging.getLogger(__name__)
 
-# Stripe keeps an idempotency key at least 24 hours: past this, look before sending again.
-KEY_VALID = timedelta(hours=23)
 # Refusals that may pass later: the balance drawn on is short for now.
 RETRY_LATER = frozenset({"balance_insufficient", "insufficient_funds"})
+# A movement's row is locked FOR NO KEY UPDATE: a movement planned meanwhile that draws on
+# it (a reversal of a transfer being recorded: its foreign key takes FOR KEY SHARE) is not
+# held up, so a business transaction that locked the order first never deadlocks with a
+# driver that locked the movement and then needs the order to record it.
+ROW_LOCK = {"key_share": True}
 UNKNOWN = (ServiceUnavailable, stripe_gateway.RateLimited, stripe_gateway.StripeInFlight)
 
 
@@ -93,10 +97,9 @@ def drive(movement_id: str, look_only: bool = False) -> str:
         return status_of(movement_id)
     kind = KINDS[movement.kind]
     canceled = bool(movement.params.get("cancel"))
+    looked = movement.by_stripe or canceled or look_only or movement.outcome_unknown
     try:  # Stripe's side only: an error here is Stripe's answer
-        result = None
-        if movement.by_stripe or canceled or look_only or _key_may_have_expired(movement):
-            result = kind.find(movement)
+        result = kind.find(movement) if looked else None
         if result is None and canceled:
             return _canceled(movement)
         if result is None and not (movement.by_stripe or look_only):
@@ -133,17 +136,12 @@ def _canceled(claimed: Movement) -> str:
     return "failed"
 
 
-def _key_may_have_expired(claimed: Movement) -> bool:
-    """Stripe may have forgotten the key (whatever the attempt count: an admin's retry
-    counts attempts anew): look for the object before sending again."""
-    return claimed.first_sent_at < claimed.claimed_at - KEY_VALID
-
-
 def _claim(movement_id: str) -> Movement | None:
     """Lease a due movement whose prerequisites succeeded; None when it is not to be sent now.
 
-    The movement returned is detached and carries `claimed_at` and `previous_attempt_at`
-    (not columns); its `attempts` is this attempt's number, the claim's token (`_own`)."""
+    The movement returned is detached and carries `claimed_at`, `previous_attempt_at` and
+    `outcome_unknown` (an earlier attempt may have made it; not columns); its `attempts` is
+    this attempt's number, the claim's token (`_own`)."""
     movement = db.session.get(Movement, movement_id)
     if movement is None or movement.status not in OPEN:
         db.session.rollback()
@@ -155,10 +153,11 @@ def _claim(movement_id: str) -> Movement | None:
     now = utcnow()
     lease = timedelta(seconds=current_app.config["STRIPE_TIMEOUT_SECONDS"]
                       * (current_app.config["STRIPE_MAX_NETWORK_RETRIES"] + 1) + 60)
-    previous = movement.updated_at
+    previous, unknown = movement.updated_at, movement.status in ("unknown", "sent")
     claimed = db.session.execute(
         update(Movement)
         .where(Movement.id == movement_id,
+               Movement.status == movement.status, Movement.attempts == movement.attempts,  # as read
                or_(and_(Movement.status.in_(("planned", "unknown")), Movement.next_attempt_at <= now),
                    and_(Movement.status == "sent", Movement.locked_until < now)))
         .values(status="sent", attempts=Movement.attempts + 1, locked_until=now + lease,
@@ -171,6 +170,7 @@ def _claim(movement_id: str) -> Movement | None:
     db.session.refresh(movement)
     movement.previous_attempt_at = previous  # not columns: when this row last changed, and now
     movement.claimed_at = now
+    movement.outcome_unknown = unknown
     db.session.expunge(movement)  # read by the kind with no transaction open
     db.session.commit()
     return movement
@@ -180,7 +180,7 @@ def _own(claimed: Movement) -> Movement | None:
     """The row, locked, if this claim still holds it: nobody took it over after the lease
     ran out (its attempt is still ours). Otherwise None: the new holder records the outcome
     (under the same key it gets the same object), and a late answer here is dropped."""
-    row = db.session.get(Movement, claimed.id, with_for_update=True, populate_existing=True)
+    row = db.session.get(Movement, claimed.id, with_for_update=ROW_LOCK, populate_existing=True)
     if row.status == "sent" and row.attempts == claimed.attempts:
         return row
     log.warning("movement %s attempt %d lost its lease (now %s, attempt %d): its outcome is not recorded here",
@@ -225,7 +225,7 @@ def shown(stripe_object: dict) -> str | None:
     what was made, so it is recorded and nobody is asked to retry it. Nothing is sent here.
     Returns the movement's status, or None when the object is no movement's."""
     movement_id = (stripe_object.get("metadata") or {}).get("movement_id")
-    movement = db.session.get(Movement, movement_id, with_for_update=True) if movement_id else None
+    movement = db.session.get(Movement, movement_id, with_for_update=ROW_LOCK) if movement_id else None
     if movement is None:
         db.session.rollback()
         return None
@@ -374,7 +374,7 @@ def sweep(limit: int = 200) -> int:
 
 def retry(movement_id: str) -> Movement:
     """An admin's new try of a movement that needs attention: due now, attempts counted anew."""
-    movement = db.session.get(Movement, movement_id, with_for_update=True)
+    movement = db.session.get(Movement, movement_id, with_for_update=ROW_LOCK)
     if movement is None:
         db.session.rollback()
         raise NotFound("No such movement.", code="movement_not_found")

@@ -80,6 +80,7 @@ class Movement(db.Model):
     # When the row last changed before the engine's claim (set by the claim, not stored).
     previous_attempt_at = None
     claimed_at = None
+    outcome_unknown = False
 
     @property
     def idempotency_key(self) -> str:
