@@ -50,6 +50,16 @@ def _answer_lost(monkeypatch, name):
     return real
 
 
+def _unreachable(monkeypatch, name):
+    real = getattr(stripe_gateway, name)
+
+    def unreachable(*args, **kwargs):
+        raise stripe_gateway.ServiceUnavailable("unreachable", code="stripe_unavailable")
+
+    monkeypatch.setattr(stripe_gateway, name, unreachable)
+    return real
+
+
 def _reconciles(client, admin, emulator):
     now = emulator_now(emulator)
     run = reconcile(client, admin, now - 3600, now + 3600)
@@ -59,16 +69,19 @@ def _reconciles(client, admin, emulator):
 
 def test_an_admin_retry_after_the_key_expired_looks_before_sending(client, shopper, admin, emulator,
                                                                    stripe_app, monkeypatch):
-    """Attempts are counted anew by an admin's retry; the key's age alone decides the lookup."""
+    """Every answer lost and every lookup failing: the movement needs attention. An admin's
+    retry, after Stripe forgot the key, looks before sending: found, not made again."""
     stripe_app.config["MOVEMENT_MAX_ATTEMPTS"] = 2
     order = order_for(client, shopper, [onboarded_vendor(emulator)], [5000])
     assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
     real = _answer_lost(monkeypatch, "create_refund")
+    unreachable = _unreachable(monkeypatch, "list_refunds")  # nor can the retry look it up
     body = {"reason": "requested_by_customer", "amount": 1000}
     assert client.post(f"/api/orders/{order['id']}/refunds", json=body, headers=admin).status_code == 201
     _due_now()
     engine.sweep()
     monkeypatch.setattr(stripe_gateway, "create_refund", real)
+    monkeypatch.setattr(stripe_gateway, "list_refunds", unreachable)
     movement = db.session.scalar(select(Movement).where(Movement.kind == "refund"))
     assert movement.status == "needs_attention"
     advance(emulator, 1.1)  # Stripe has forgotten the key
@@ -91,10 +104,12 @@ def test_a_payout_retried_after_the_key_expired_is_not_paid_twice(client, shoppe
     assert pay(client, shopper, order_for(client, shopper, [seller], [5000])["id"], emulator=emulator).status_code == 200
     advance(emulator, 10)
     real = _answer_lost(monkeypatch, "create_payout")
+    unreachable = _unreachable(monkeypatch, "list_payouts")  # nor can the retry look it up
     assert payouts.run_now().status == "completed"
     _due_now()
     engine.sweep()
     monkeypatch.setattr(stripe_gateway, "create_payout", real)
+    monkeypatch.setattr(stripe_gateway, "list_payouts", unreachable)
     movement = db.session.scalar(select(Movement).where(Movement.kind == "payout"))
     assert movement.status == "needs_attention"
     more = order_for(client, shopper, [seller], [5000])  # money on the account: a resend would be paid
@@ -309,3 +324,72 @@ def test_what_stripe_shows_is_recorded_even_after_every_answer_was_lost(client, 
     assert engine.needing_attention() == []
     assert_balances_match(emulator, order["id"])
     _reconciles(client, admin, emulator)
+
+
+def test_a_refund_planned_while_its_transfer_is_recorded_neither_waits_nor_deadlocks(
+        client, shopper, admin, emulator, stripe_app, pg_only, monkeypatch):
+    """A driver recording a transfer holds the movement's row, then needs the order; a refund
+    holds the order, then plans a reversal whose foreign key points at that row. The row's
+    lock lets the reversal be planned: no deadlock (the chaos test found one: a 500)."""
+    import threading
+    import time
+
+    from marketplace.payments import transfers
+
+    vendors = [onboarded_vendor(emulator), onboarded_vendor(emulator)]
+    order = order_for(client, shopper, vendors, [3000, 2000])
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/transfers", mode="lost", count=1, method="POST")
+    assert pay(client, shopper, order["id"]).status_code == 200  # its events not delivered yet
+    db.session.rollback()
+    [open_one] = db.session.scalars(select(Movement).where(Movement.kind == "transfer", Movement.status == "unknown"))
+    _due_now()
+    holding = threading.Event()
+    real = transfers.record
+
+    def slow_record(m, transfer, payment):  # the driver holds the row while the refund is planned
+        holding.set()
+        time.sleep(1.5)
+        real(m, transfer, payment)  # then it needs the order
+
+    monkeypatch.setattr(transfers, "record", slow_record)
+    outcome = {}
+
+    def driver():
+        with stripe_app.app_context():
+            outcome["status"] = engine.drive(open_one.id)
+            db.session.remove()
+
+    thread = threading.Thread(target=driver)
+    thread.start()
+    assert holding.wait(10)
+    answer = client.post(f"/api/orders/{order['id']}/refunds", json={"reason": "requested_by_customer"},
+                         headers=admin)
+    thread.join(15)
+    assert answer.status_code == 201, answer.get_json()  # not a deadlock's 500
+    assert outcome["status"] == "succeeded"  # nor the recording's failure
+    monkeypatch.setattr(transfers, "record", real)
+    _drive_all(client, emulator)
+    db.session.rollback()
+    assert db.session.scalar(select(Refund)).status == "succeeded"
+    assert_balances_match(emulator, order["id"])
+
+
+def test_a_retry_never_rests_on_stripe_still_knowing_the_key(client, shopper, admin, emulator):
+    """A refund's answer lost; by the retry Stripe has forgotten the key (here its clock moved
+    two days while ours did not; in life, a key pruned early or a retry after a long outage).
+    The retry looks first: one refund at Stripe, never two."""
+    order = order_for(client, shopper, [onboarded_vendor(emulator)], [4000])
+    assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/refunds", mode="lost", count=1, method="POST")
+    body = {"reason": "requested_by_customer", "amount": 1500}
+    assert client.post(f"/api/orders/{order['id']}/refunds", json=body, headers=admin).status_code == 201
+    db.session.rollback()
+    assert db.session.scalar(select(Movement).where(Movement.kind == "refund")).status == "unknown"
+    advance(emulator, 2)  # Stripe no longer knows the key
+    _due_now()
+    engine.sweep()
+    db.session.rollback()
+    assert [r["amount"] for r in emu(emulator, "GET", "/v1/refunds", limit=100)["data"]] == [1500]
+    assert db.session.scalar(select(Movement).where(Movement.kind == "refund")).status == "succeeded"
+    _drive_all(client, emulator)
+    assert_balances_match(emulator, order["id"])
