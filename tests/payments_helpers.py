@@ -79,18 +79,19 @@ def paid_order(client, shopper: dict, emulator, prices: list[int], vendors: int 
     return order, sellers
 
 
-def settle(client, emulator) -> int:
+def settle(client, emulator, types=None) -> int:
     """Let Stripe finish what it does after a request (asynchronous capture settling a
     charge: its balance transaction, transfer and application fee; a refund failing later;
     a dispute opening), then deliver every event it sent since the last call to the app's
     webhook endpoint, signed, oldest first, as Stripe would. Returns how many."""
     emu(emulator, "POST", "/_emulator/settle")
-    return deliver_events(client, emulator)
+    return deliver_events(client, emulator, types)
 
 
-def deliver_events(client, emulator) -> int:
+def deliver_events(client, emulator, types=None) -> int:
     """POST every event (the platform's and its connected accounts') the emulator recorded
-    and the app was not sent yet, in the order they happened."""
+    and the app was not sent yet, in the order they happened; with `types`, only those (an
+    endpoint subscribed to them), the others skipped."""
     from tests.webhook_helpers import deliver
 
     seen = emulator.__dict__.setdefault("delivered_events", set())
@@ -98,7 +99,9 @@ def deliver_events(client, emulator) -> int:
     with state.lock:
         events = sorted((e for (kind, _), items in state.store.lists.items() if kind == "event"
                          for e in items if e["id"] not in seen), key=lambda e: e["_seq"])
-        events = [{k: v for k, v in e.items() if not k.startswith("_")} for e in events]
+        seen.update(e["id"] for e in events if types is not None and e["type"] not in types)
+        events = [{k: v for k, v in e.items() if not k.startswith("_")} for e in events
+                  if types is None or e["type"] in types]
     for event in events:
         seen.add(event["id"])
         response = deliver(client, event)
