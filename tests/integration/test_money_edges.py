@@ -60,6 +60,20 @@ def _unreachable(monkeypatch, name):
     return real
 
 
+def _stuck(monkeypatch, create: str, lookup: str, kind: str, make) -> Movement:
+    """`make()` (True when it went through) with every answer of `create` lost and every
+    `lookup` failing, until the movement needs attention; then Stripe answers again."""
+    real_create, real_lookup = _answer_lost(monkeypatch, create), _unreachable(monkeypatch, lookup)
+    assert make()
+    _due_now()
+    engine.sweep()
+    monkeypatch.setattr(stripe_gateway, create, real_create)
+    monkeypatch.setattr(stripe_gateway, lookup, real_lookup)
+    movement = db.session.scalar(select(Movement).where(Movement.kind == kind))
+    assert movement.status == "needs_attention"
+    return movement
+
+
 def _reconciles(client, admin, emulator):
     now = emulator_now(emulator)
     run = reconcile(client, admin, now - 3600, now + 3600)
@@ -74,16 +88,9 @@ def test_an_admin_retry_after_the_key_expired_looks_before_sending(client, shopp
     stripe_app.config["MOVEMENT_MAX_ATTEMPTS"] = 2
     order = order_for(client, shopper, [onboarded_vendor(emulator)], [5000])
     assert pay(client, shopper, order["id"], emulator=emulator).status_code == 200
-    real = _answer_lost(monkeypatch, "create_refund")
-    unreachable = _unreachable(monkeypatch, "list_refunds")  # nor can the retry look it up
     body = {"reason": "requested_by_customer", "amount": 1000}
-    assert client.post(f"/api/orders/{order['id']}/refunds", json=body, headers=admin).status_code == 201
-    _due_now()
-    engine.sweep()
-    monkeypatch.setattr(stripe_gateway, "create_refund", real)
-    monkeypatch.setattr(stripe_gateway, "list_refunds", unreachable)
-    movement = db.session.scalar(select(Movement).where(Movement.kind == "refund"))
-    assert movement.status == "needs_attention"
+    movement = _stuck(monkeypatch, "create_refund", "list_refunds", "refund", lambda: client.post(
+        f"/api/orders/{order['id']}/refunds", json=body, headers=admin).status_code == 201)
     advance(emulator, 1.1)  # Stripe has forgotten the key
     movement.first_sent_at = utcnow() - timedelta(hours=25)
     db.session.commit()
@@ -103,15 +110,8 @@ def test_a_payout_retried_after_the_key_expired_is_not_paid_twice(client, shoppe
     seller = vendor(emulator)
     assert pay(client, shopper, order_for(client, shopper, [seller], [5000])["id"], emulator=emulator).status_code == 200
     advance(emulator, 10)
-    real = _answer_lost(monkeypatch, "create_payout")
-    unreachable = _unreachable(monkeypatch, "list_payouts")  # nor can the retry look it up
-    assert payouts.run_now().status == "completed"
-    _due_now()
-    engine.sweep()
-    monkeypatch.setattr(stripe_gateway, "create_payout", real)
-    monkeypatch.setattr(stripe_gateway, "list_payouts", unreachable)
-    movement = db.session.scalar(select(Movement).where(Movement.kind == "payout"))
-    assert movement.status == "needs_attention"
+    movement = _stuck(monkeypatch, "create_payout", "list_payouts", "payout",
+                      lambda: payouts.run_now().status == "completed")
     more = order_for(client, shopper, [seller], [5000])  # money on the account: a resend would be paid
     assert pay(client, shopper, more["id"], emulator=emulator).status_code == 200
     advance(emulator, 10)
