@@ -1,7 +1,11 @@
 """`flask worker`: an RQ worker with RQ's scheduler, the outbox relay and cron-style jobs."""
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -118,6 +122,24 @@ def _slots(expr: str, after: datetime, until: datetime) -> list[datetime]:
     return slots
 
 
+def _die_with_parent() -> None:
+    """In a process this worker forks (RQ's scheduler): end when the worker ends.
+
+    A forked child holds copies of the worker's sockets, its database connections among them.
+    Were the worker killed (-9, the OOM killer) in the middle of a transaction, a child that
+    outlived it would keep that connection open, and PostgreSQL the transaction and its row
+    locks, for as long as the child lives: every later job touching those rows would wait.
+    Linux delivers SIGKILL to the child when its parent dies (PR_SET_PDEATHSIG).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the worker died between the fork and the prctl
+        os._exit(1)
+
+
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Drain the queues and the outbox, then exit.")
 @with_appcontext
@@ -134,6 +156,7 @@ def worker_command(burst: bool) -> None:
         if db.engine.dialect.name == "postgresql":
             threading.Thread(target=ticker.listen, name="outbox-listener", daemon=True).start()
     worker = SimpleWorker([queue.get_queue(n) for n in queue.QUEUE_NAMES], connection=queue.get_redis())
+    os.register_at_fork(after_in_child=_die_with_parent)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])
     finally:

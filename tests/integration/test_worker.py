@@ -34,3 +34,63 @@ def test_a_wake_relays_before_the_interval_and_shutdown_stops_the_loop(redis_app
     ticker.shutdown()
     loop.join(5)
     assert not loop.is_alive()
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def test_a_killed_worker_leaves_no_process_holding_its_connections(redis_app, migrated, redis_url):
+    """RQ forks its scheduler from the worker. A scheduler outliving a worker killed -9 kept
+    copies of the worker's database sockets, so a transaction the worker had open stayed
+    open in PostgreSQL with its row locks (a chaos run hung on one for minutes)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    if not Path("/proc/self/task").exists():
+        pytest.skip("reads processes from /proc")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "APP_ENV": "testing", "DATABASE_URL": migrated, "REDIS_URL": redis_url,
+           "FLASK_APP": "wsgi", "LOG_LEVEL": "WARNING"}
+    children: list[int] = []
+    worker = subprocess.Popen([sys.executable, "-m", "flask", "worker"], cwd=root, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (children := _children(worker.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert children, "the worker started no scheduler"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(c) for c in children), "a child of the killed worker lives on"
+    finally:
+        for pid in [worker.pid, *children]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
