@@ -92,6 +92,16 @@ class Config:
         # An order still unpaid this long after its creation is canceled and its stock released.
         self.ORDER_PAYMENT_WINDOW_HOURS = _int(env, "ORDER_PAYMENT_WINDOW_HOURS", 24, minimum=1)
         self.TOKEN_TTL_SECONDS = _int(env, "TOKEN_TTL_SECONDS", 12 * 3600, minimum=60)
+        # Live tokens a user may hold; issuing one more revokes the oldest.
+        self.TOKEN_MAX_PER_USER = _int(env, "TOKEN_MAX_PER_USER", 10, minimum=1)
+        # Request bodies: refused (413) from their Content-Length before a byte is read.
+        self.MAX_BODY_BYTES = _int(env, "MAX_BODY_BYTES", 256 * 1024, minimum=1024)
+        # Stripe's deliveries carry whole objects (an invoice with its lines, a charge with
+        # its refunds): their own, larger limit.
+        self.WEBHOOK_MAX_BODY_BYTES = _int(env, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, minimum=64 * 1024)
+        # Reverse proxies in front of the app that set X-Forwarded-For/-Proto/-Host; 0: none,
+        # the peer's address is the client's. Only these hops' headers are believed.
+        self.TRUSTED_PROXIES = _int(env, "TRUSTED_PROXIES", 0)
         self.OUTBOX_RELAY_INTERVAL = _int(env, "OUTBOX_RELAY_INTERVAL", 5, minimum=1)
         self.OUTBOX_MAX_ATTEMPTS = _int(env, "OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
         # Processing attempts per webhook event before it is marked failed (then: replay).
@@ -147,6 +157,31 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
 
 
+# Values published in this repository (defaults, examples, the emulator's keys): known to
+# anyone, so production refuses them whoever set them.
+KNOWN_SECRETS = frozenset({
+    DevelopmentConfig.DEFAULT_SECRET_KEY, DevelopmentConfig.DEFAULT_STRIPE_SECRET_KEY,
+    DevelopmentConfig.DEFAULT_STRIPE_WEBHOOK_SECRET,
+    "change-me", "changeme", "secret", "dev", "development", "test", "testing",
+    "sk_test_123", "whsec_123", "whsec_test", "sk_test_emulator", "whsec_emulator",
+})
+MIN_SECRET_KEY_BYTES = 32
+
+
+def _known(value: str) -> bool:
+    lowered = value.strip().lower()
+    return lowered in KNOWN_SECRETS or "emulator" in lowered or "change-me" in lowered or "changeme" in lowered
+
+
+def _validate_production_secrets(cfg: Mapping[str, Any]) -> None:
+    for name in ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET"):
+        value = cfg.get(name)
+        if value and _known(value):
+            raise ConfigError(f"{name} is a published development value; production needs its own")
+    if len(cfg["SECRET_KEY"].encode()) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes in production")
+
+
 def validate_settings(cfg: Mapping[str, Any]) -> None:
     """Raise ConfigError naming the first bad variable (never its value)."""
     if not 0 <= cfg["PLATFORM_FEE_BPS"] <= 10000:
@@ -168,6 +203,8 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
     redis_url = cfg.get("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if cfg.get("ENV_NAME") == "production":
+        _validate_production_secrets(cfg)
 
 
 CONFIGS: dict[str, type[Config]] = {

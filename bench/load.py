@@ -476,7 +476,7 @@ def main() -> None:
     db_name = f"bench_load_{os.getpid()}"
     app_port, stripe_port = free_port(), free_port()
     base, stripe = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{stripe_port}"
-    env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": "bench-secret", "DATABASE_URL": f"{PG}/{db_name}",
+    env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": "bench-" + "s" * 40, "DATABASE_URL": f"{PG}/{db_name}",
            "REDIS_URL": REDIS, "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": SECRET,
            "STRIPE_API_BASE": stripe, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
            "RATELIMIT_REGISTER": "100000 per hour", "RATELIMIT_TOKENS": "100000 per minute",

@@ -71,3 +71,39 @@ def test_bad_key_stops_startup_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines == ["configuration error: STRIPE_SECRET_KEY must be set and start with 'sk_'"]
     assert "secretvalue" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("SECRET_KEY", "dev-only-secret-key-change-me"),
+    ("SECRET_KEY", "change-me-in-production-please-0123456789"),  # docker-compose's default, padded
+    ("STRIPE_SECRET_KEY", "sk_test_emulator"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_emulator"),
+    ("STRIPE_CONNECT_WEBHOOK_SECRET", "whsec_emulator"),
+])
+def test_production_refuses_published_secrets_naming_the_variable_only(variable, value):
+    with pytest.raises(ConfigError) as info:
+        validate_settings(settings(**{variable: value}))
+    assert variable in str(info.value) and value not in str(info.value)
+
+
+def test_production_refuses_a_short_secret_key():
+    with pytest.raises(ConfigError) as info:
+        validate_settings(settings(SECRET_KEY="s" * 31))
+    assert "SECRET_KEY" in str(info.value) and "s" * 31 not in str(info.value)
+
+
+def test_development_keeps_its_defaults():
+    cfg = load_config({"APP_ENV": "development"})
+    validate_settings({k: getattr(cfg, k) for k in dir(cfg) if k.isupper()})
+
+
+def test_production_refuses_to_start_with_the_emulator_keys(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "APP_ENV": "production", "SECRET_KEY": "s" * 40,
+           "STRIPE_SECRET_KEY": "sk_test_emulator", "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+           "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    proc = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "configuration error: STRIPE_SECRET_KEY is a published development value; production needs its own"]
+    assert "sk_test_emulator" not in proc.stderr + proc.stdout
