@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.exceptions import HTTPException
 
+from marketplace import input_guard
 from marketplace.database import UTCDateTime, created_at_column, id_column, utcnow
 from marketplace.errors import AppError, Conflict, ValidationFailed, handle_app_error, handle_http_exception
 from marketplace.extensions import db
@@ -109,7 +110,7 @@ def _current_row() -> IdempotencyKey | None:
 def _fingerprint() -> str:
     raw = request.get_data(cache=True)
     try:
-        canonical = json.dumps(json.loads(raw or b"null"), sort_keys=True, separators=(",", ":")).encode()
+        canonical = json.dumps(input_guard.loads(raw or b"null"), sort_keys=True, separators=(",", ":")).encode()
     except ValueError:
         canonical = raw
     digest = hashlib.sha256()

@@ -78,13 +78,15 @@ class Blueprint(flask_smorest.Blueprint):
         return decorator
 
     def arguments(self, schema, *, location: str = "json", **kwargs):
-        """smorest's `arguments`; a JSON body also documents the 400 `invalid_json` answer."""
+        """smorest's `arguments`; a JSON body also documents the 400 `invalid_json` answer
+        and the 413 of a body over MAX_BODY_BYTES."""
         parse = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return parse
 
         def decorator(fn):
-            return self.alt_response(400, response=HTTPStatus(400).name)(parse(fn))
+            fn = self.alt_response(400, response=HTTPStatus(400).name)(parse(fn))
+            return self.alt_response(413, response=HTTPStatus(413).name)(fn)
 
         return decorator
 
@@ -97,3 +99,31 @@ class Blueprint(flask_smorest.Blueprint):
             return fn
 
         return decorator
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON `true` or `false` only: not "yes", 1 or "on", which marshmallow's Boolean takes."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):  # 1 == True in Python: the type decides, not equality
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class Currency(fields.String):
+    """A currency this deployment supports (SUPPORTED_CURRENCIES), loaded in lower case.
+
+    A code outside the list names no money this service can hold, so it is refused here
+    rather than found to match nothing later.
+    """
+
+    default_error_messages = {"unsupported": "Must be one of: {supported}."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from flask import current_app
+
+        code = super()._deserialize(value, attr, data, **kwargs).lower()
+        supported = current_app.config["SUPPORTED_CURRENCIES"]
+        if code not in supported:
+            raise self.make_error("unsupported", supported=", ".join(supported))
+        return code

@@ -21,7 +21,7 @@ _SIGNATURE = {
 @blp.route("/stripe", methods=["POST"])
 @blp.doc(requestBody=_RAW_EVENT, parameters=[_SIGNATURE])
 @blp.response(200, WebhookAckSchema)
-@blp.errors(400)
+@blp.errors(400, 413)
 def receive_stripe_event():
     """Verify, store once and acknowledge a Stripe event; a job processes it."""
     duplicate = service.receive(request.get_data(), request.headers.get("Stripe-Signature"))
