@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 import stripe
 from flask import current_app
 
+from marketplace import input_guard
 from marketplace.errors import AppError, Conflict, ServiceUnavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ class RateLimited(AppError):
 
 class StripeFailure(AppError):
     status, code, message = 502, "stripe_error", "The payment provider rejected the request."
+
+
+class StripeStateConflict(StripeFailure):
+    """Stripe refused because the object moved meanwhile (`*_unexpected_state`: a
+    PaymentIntent canceled or paid by a request that raced this one): a 409, not a 502."""
+
+    status, code, message = 409, "stripe_state_conflict", "The payment changed meanwhile; read it again."
 
 
 class StripeInFlight(AppError):
@@ -83,6 +92,8 @@ def translate_error(error: stripe.StripeError, client_params: Iterable[str] = ()
     if isinstance(error, stripe.RateLimitError):
         retry_after = (error.headers or {}).get("Retry-After") or "2"
         return RateLimited(details=details, headers={"Retry-After": str(retry_after)})
+    if isinstance(error, stripe.InvalidRequestError) and (error.code or "").endswith("_unexpected_state"):
+        return StripeStateConflict(details={**details, "stripe_code": error.code})
     if isinstance(error, stripe.InvalidRequestError):
         param = getattr(error, "param", None)
         if param and param.split("[")[0] in set(client_params):
@@ -178,7 +189,13 @@ def cancel_payment_intent(payment_intent_id: str, idempotency_key: str) -> dict:
         return current
     if current.get("status") not in CANCELABLE_STATUSES:
         raise Conflict("The payment can no longer be canceled.", code="payment_not_cancelable")
-    return _cancel_payment_intent(payment_intent_id, idempotency_key)
+    try:
+        return _cancel_payment_intent(payment_intent_id, idempotency_key)
+    except StripeStateConflict:  # confirmed (or canceled) since it was read
+        now = retrieve_payment_intent(payment_intent_id)
+        if now.get("status") == "canceled":
+            return now
+        raise Conflict("The payment can no longer be canceled.", code="payment_not_cancelable") from None
 
 
 @_stripe_call()
@@ -203,13 +220,26 @@ def verify_webhook(raw_body: bytes, header: str | None, secrets: Iterable[str]) 
         raise InvalidWebhook("The webhook body is not UTF-8.", code="invalid_payload") from None
     if not any(_signed_by(payload, header, secret) for secret in secrets):
         raise InvalidWebhook("No signature matches, or the timestamp is outside the tolerance.")
+    if _signed_in_the_future(header):
+        raise InvalidWebhook("The signature's timestamp is ahead of this server's clock by more than the tolerance.")
     try:
-        event = json.loads(payload)
+        event = input_guard.loads(payload)
     except ValueError:
         event = None
     if not isinstance(event, dict) or event.get("object") != "event":
         raise InvalidWebhook("The webhook body is not a Stripe event.", code="invalid_payload")
     return event
+
+
+def _signed_in_the_future(header: str) -> bool:
+    """Stripe's check refuses old timestamps only; one further ahead than the tolerance was
+    not made by Stripe now (a clock this far off is worth refusing too)."""
+    stamps = [item.partition("=")[2] for item in header.split(",") if item.strip().startswith("t=")]
+    try:
+        signed_at = int(stamps[0])
+    except (IndexError, ValueError):
+        return True
+    return signed_at > time.time() + WEBHOOK_TOLERANCE
 
 
 def _signed_by(payload: str, header: str, secret: str) -> bool:

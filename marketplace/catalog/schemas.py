@@ -1,16 +1,8 @@
 """Request and response bodies of /api/products."""
-from flask import current_app
-from marshmallow import (
-    Schema,
-    ValidationError,
-    fields,
-    post_load,
-    validate,
-    validates,
-    validates_schema,
-)
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from marketplace import money
+from marketplace.openapi import Currency, StrictBoolean
 from marketplace.pagination import PageArgsSchema
 
 MAX_STOCK = 1_000_000_000
@@ -23,25 +15,13 @@ class ProductCreateSchema(Schema):
         required=True, strict=True, validate=validate.Range(min=1, max=money.MAXIMUM_CHARGE),
         metadata={"description": "minor units of `currency`"},
     )
-    currency = fields.String(required=True)
+    currency = Currency(required=True)
     stock = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_STOCK))
-    active = fields.Boolean(load_default=True)
-
-    @validates("currency")
-    def _currency(self, value: str, **kwargs) -> None:
-        supported = current_app.config["SUPPORTED_CURRENCIES"]
-        if value.lower() not in supported:
-            raise ValidationError(f"Must be one of: {', '.join(supported)}.")
+    active = StrictBoolean(load_default=True)
 
     @validates_schema
     def _price_in_currency(self, data, **kwargs) -> None:
         check_price(data.get("price"), data.get("currency"))
-
-    @post_load
-    def _lowercase(self, data, **kwargs):
-        if "currency" in data:
-            data["currency"] = data["currency"].lower()
-        return data
 
 
 def check_price(price: int | None, currency: str | None) -> None:

@@ -144,6 +144,9 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
     except stripe_gateway.StripeFailure:
         # E.g. an earlier attempt whose answer was lost already succeeded: go by Stripe's state.
         intent = stripe_gateway.retrieve_payment_intent(intent_id)
+        if intent["status"] == "canceled":  # a cancel raced this confirmation and won
+            raise Conflict("This order cannot be paid.", code="order_not_payable",
+                           details={"status": "canceled"}) from None
         if intent["status"] not in ("succeeded", "requires_action"):
             raise
     if intent["status"] != "succeeded":

@@ -1,6 +1,8 @@
 """Bodies of the vendor balance and payouts endpoints and of /api/admin/payout-runs."""
 from marshmallow import Schema, fields, validate
 
+from marketplace.openapi import Currency, StrictBoolean
+
 from marketplace.database import isoformat
 from marketplace.pagination import PageArgsSchema, PaginationSchema
 from marketplace.payouts.models import PAYOUT_STATUSES, RUN_STATUSES
@@ -78,8 +80,8 @@ class PayoutListArgsSchema(PageArgsSchema):
 
 
 class PayoutRunCreateSchema(Schema):
-    currency = fields.String(validate=validate.Regexp(r"^[a-z]{3}$"), load_default=None, allow_none=True)
-    dry_run = fields.Boolean(load_default=False)
+    currency = Currency(load_default=None, allow_none=True)
+    dry_run = StrictBoolean(load_default=False)
 
 
 class PayoutRunSchema(Schema):

@@ -14,6 +14,7 @@ from marketplace.movements import engine
 from marketplace.payments import adoption, disputes, refunds, transfers
 from marketplace.payments import service as payments
 from marketplace.payouts import service as payouts
+from marketplace.stripe_gateway import StripeFailure
 from marketplace.vendors import service as vendors
 
 Handler = Callable[[dict], None]
@@ -23,15 +24,21 @@ class Ignored(Exception):
     """Nothing to do for this event; the message says why."""
 
 
-def on_object(fn: Callable) -> Handler:
-    """A handler passing `data.object` (and `account=` when `fn` takes it) to a service function."""
+def on_object(fn: Callable, none_is_ignored: bool = False) -> Handler:
+    """A handler passing `data.object` (and `account=` when `fn` takes it) to a service function.
+
+    With `none_is_ignored`, the function returns the local record it brought in line, and
+    None when there is none to apply the event to (a PaymentIntent, dispute or payout that is
+    not this platform's, or not in the state the event announces): the event is then stored
+    as ignored with that reason, not as processed."""
     takes_account = "account" in inspect.signature(fn).parameters
 
     def handler(event: dict) -> None:
-        if takes_account:
-            fn(event["data"]["object"], account=event.get("account"))
-        else:
-            fn(event["data"]["object"])
+        obj = event["data"]["object"]
+        result = fn(obj, account=event.get("account")) if takes_account else fn(obj)
+        if none_is_ignored and result is None:
+            raise Ignored(f"nothing here to apply it to: no local record takes {obj.get('object', 'object')} "
+                          f"{obj.get('id')!r} in its current state")
 
     handler.__name__ = handler.__qualname__ = f"on_{fn.__name__}"
     handler.__wrapped__ = fn
@@ -48,33 +55,41 @@ def account_updated(event: dict) -> None:
 
 
 HANDLERS: dict[str, Handler] = {
-    "payment_intent.succeeded": on_object(payments.handle_payment_intent_succeeded),
-    "payment_intent.payment_failed": on_object(payments.handle_payment_intent_failed),
-    "payment_intent.canceled": on_object(payments.handle_payment_intent_canceled),
-    "payment_intent.requires_action": on_object(payments.handle_requires_action),
-    "charge.updated": on_object(payments.handle_charge_updated),
+    "payment_intent.succeeded": on_object(payments.handle_payment_intent_succeeded, none_is_ignored=True),
+    "payment_intent.payment_failed": on_object(payments.handle_payment_intent_failed, none_is_ignored=True),
+    "payment_intent.canceled": on_object(payments.handle_payment_intent_canceled, none_is_ignored=True),
+    "payment_intent.requires_action": on_object(payments.handle_requires_action, none_is_ignored=True),
+    "charge.updated": on_object(payments.handle_charge_updated, none_is_ignored=True),
     "charge.refunded": on_object(adoption.handle_charge_refunded),
     "refund.updated": on_object(refunds.handle_refund_updated),
     "refund.failed": on_object(refunds.handle_refund_failed),
-    "charge.dispute.created": on_object(disputes.handle_dispute_created),
-    "charge.dispute.funds_withdrawn": on_object(disputes.handle_dispute_funds_withdrawn),
-    "charge.dispute.funds_reinstated": on_object(disputes.handle_dispute_funds_reinstated),
-    "charge.dispute.closed": on_object(disputes.handle_dispute_closed),
-    "charge.dispute.updated": on_object(disputes.handle_dispute_updated),
+    "charge.dispute.created": on_object(disputes.handle_dispute_created, none_is_ignored=True),
+    "charge.dispute.funds_withdrawn": on_object(disputes.handle_dispute_funds_withdrawn, none_is_ignored=True),
+    "charge.dispute.funds_reinstated": on_object(disputes.handle_dispute_funds_reinstated, none_is_ignored=True),
+    "charge.dispute.closed": on_object(disputes.handle_dispute_closed, none_is_ignored=True),
+    "charge.dispute.updated": on_object(disputes.handle_dispute_updated, none_is_ignored=True),
     "transfer.created": on_object(transfers.handle_transfer_created),
     "transfer.reversed": on_object(transfers.handle_transfer_reversed),
     "application_fee.refunded": on_object(transfers.handle_application_fee_refunded),
     "account.updated": account_updated,
-    "payout.paid": on_object(payouts.handle_payout_paid),
-    "payout.failed": on_object(payouts.handle_payout_failed),
-    "payout.canceled": on_object(payouts.handle_payout_canceled),
+    "payout.paid": on_object(payouts.handle_payout_paid, none_is_ignored=True),
+    "payout.failed": on_object(payouts.handle_payout_failed, none_is_ignored=True),
+    "payout.canceled": on_object(payouts.handle_payout_canceled, none_is_ignored=True),
     "balance.available": on_object(engine.handle_balance_available),
 }
 
 
 def dispatch(event: dict) -> None:
-    """Run the handler of the event's type; unknown types are Ignored."""
+    """Run the handler of the event's type; unknown types are Ignored, and so are events
+    about an object Stripe says does not exist (retrying would only ask again)."""
     handler = HANDLERS.get(event.get("type", ""))
     if handler is None:
         raise Ignored(f"no handler for event type {event.get('type')!r}")
-    handler(event)
+    try:
+        handler(event)
+    except StripeFailure as failure:
+        if failure.details.get("stripe_code") != "resource_missing":
+            raise
+        obj = (event.get("data") or {}).get("object") or {}
+        raise Ignored(f"Stripe has no {obj.get('object', 'object')} {obj.get('id')!r}"
+                      f"{' on ' + event['account'] if event.get('account') else ''}") from None

@@ -1,7 +1,6 @@
 """Receive, store once, process by job, retry, replay: the life of a Stripe event here."""
 from __future__ import annotations
 
-import json
 import logging
 import re
 from datetime import datetime, timedelta, timezone
@@ -11,7 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from marketplace import audit, outbox, queue, stripe_gateway, tasks
+from marketplace import audit, input_guard, outbox, queue, stripe_gateway, tasks
 from marketplace.database import UTCDateTime, new_id, utcnow
 from marketplace.errors import NotFound
 from marketplace.extensions import db
@@ -56,7 +55,8 @@ def _check_shape(event: dict) -> None:
         value = event.get(name)
         if value is None and not required:
             continue
-        if not isinstance(value, str) or not value or len(value) > longest or "\x00" in value:
+        if (not isinstance(value, str) or not value or len(value) > longest
+                or not input_guard.is_storable_text(value)):
             raise InvalidWebhook(f"The event's {name} is not a usable identifier.", code="invalid_payload")
     live_key = current_app.config["STRIPE_SECRET_KEY"].startswith(("sk_live_", "rk_live_"))
     if bool(event.get("livemode")) != live_key:
@@ -147,7 +147,7 @@ def process_event(row_id: str) -> str:
         status = row.status if row is not None else "missing"
         db.session.rollback()
         return status
-    event = json.loads(claimed.raw_body)
+    event = input_guard.loads(claimed.raw_body)  # bounded when received: cannot fail here
     try:
         handlers.dispatch(event)
     except handlers.Ignored as reason:
