@@ -1,6 +1,6 @@
 """POST /api/auth/register and /api/auth/tokens."""
 from marketplace.auth import service
-from marketplace.auth.guard import current_user
+from marketplace.auth.guard import current_token_id, current_user
 from marketplace.auth.schemas import RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema
 from marketplace.database import isoformat
 from marketplace.openapi import Blueprint
@@ -30,6 +30,22 @@ def create_token(body):
     """Exchange email and password for a bearer token."""
     issued = service.issue_token(body["email"], body["password"])
     return {"token": issued.token, "expires_at": isoformat(issued.expires_at)}
+
+
+@blp.route("/tokens/current", methods=["DELETE"])
+@blp.auth()
+@blp.response(204)
+def revoke_current_token():
+    """Revoke the token this request is made with (log out)."""
+    service.revoke_token(current_user(), current_token_id())
+
+
+@blp.route("/tokens", methods=["DELETE"])
+@blp.auth()
+@blp.response(204)
+def revoke_all_tokens():
+    """Revoke every token of the user (log out everywhere)."""
+    service.revoke_all_tokens(current_user())
 
 
 @blp.route("/me")

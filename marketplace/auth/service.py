@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -67,20 +67,59 @@ def issue_token(email: str, password: str) -> IssuedToken:
     if not check_password_hash(stored, password) or user is None:
         raise InvalidCredentials()
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires_at = utcnow() + timedelta(seconds=current_app.config["TOKEN_TTL_SECONDS"])
+    now = utcnow()
+    expires_at = now + timedelta(seconds=current_app.config["TOKEN_TTL_SECONDS"])
+    _make_room(user, now)
     db.session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), expires_at=expires_at))
     db.session.commit()
     return IssuedToken(token=token, expires_at=expires_at)
 
 
-def user_for_token(token: str) -> User | None:
-    """The user a live token belongs to, or None for unknown or expired tokens."""
+def _make_room(user: User, now: datetime) -> None:
+    """Forget the user's expired tokens and revoke the oldest live ones beyond
+    TOKEN_MAX_PER_USER - 1, so the one being issued keeps the count at the cap. The user's
+    row is locked first: concurrent logins of one user take turns and cannot pass the cap."""
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id, ApiToken.expires_at <= now))
+    keep = current_app.config["TOKEN_MAX_PER_USER"] - 1
+    live = list(db.session.scalars(
+        select(ApiToken.id).where(ApiToken.user_id == user.id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    ))
+    for token_id in live[keep:]:
+        db.session.execute(delete(ApiToken).where(ApiToken.id == token_id))
+        audit.record("token.revoked_oldest", "token", token_id, actor=user.id)
+
+
+def token_for(token: str) -> ApiToken | None:
+    """The live token row a bearer token names, or None for unknown, revoked or expired tokens."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         return None
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None or row.expires_at <= utcnow():
         return None
-    return row.user
+    return row
+
+
+def user_for_token(token: str) -> User | None:
+    """The user a live token belongs to, or None for unknown, revoked or expired tokens."""
+    row = token_for(token)
+    return row.user if row is not None else None
+
+
+def revoke_token(user: User, token_id: str) -> None:
+    """Revoke one of the user's tokens (the row goes: a revoked token names nothing)."""
+    db.session.execute(delete(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id))
+    audit.record("token.revoked", "token", token_id)
+    db.session.commit()
+
+
+def revoke_all_tokens(user: User) -> int:
+    """Revoke every token of the user; returns how many there were."""
+    result = db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    audit.record("token.revoked_all", "user", user.id)
+    db.session.commit()
+    return result.rowcount or 0
 
 
 def _dummy_hash() -> str:
