@@ -54,6 +54,7 @@ def register_jobs() -> None:
 
 def register_extensions(app: Flask) -> None:
     from marketplace.extensions import api, db, migrate
+    from marketplace.fraud import register_fraud_checks
     from marketplace.ratelimit import register_rate_limits
 
     app.session_interface = NoCookieSessions()  # bearer tokens only: no cookie session to sign or parse
@@ -61,7 +62,19 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     api.init_app(app)
     register_rate_limits(app)
+    register_fraud_checks(app)
+    register_proxies(app)
     _import_models()
+
+
+def register_proxies(app: Flask) -> None:
+    """Behind TRUSTED_PROXIES reverse proxies, the client's address, scheme and host are the
+    ones those hops forwarded (Werkzeug's ProxyFix); with none, forwarded headers are ignored."""
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 class NoCookieSessions(SessionInterface):
