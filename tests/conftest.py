@@ -95,7 +95,8 @@ def app(request, migrated):
     """The one app of a test, on a clean database. What else it needs, a module or test says
     with `pytest.mark.needs("emulator", "redis")` (or by asking for `stripe_app` /
     `redis_app`): the Stripe emulator over HTTP (reset, STRIPE_API_BASE pointing at it), and
-    RQ on the test Redis (flushed before and after). Whatever it needs, the teardown checks
+    RQ on the test Redis (flushed before and after). Settings read when the app is made come
+    from `pytest.mark.settings(NAME=value)`. Whatever it needs, the teardown checks
     that every ledger entry the test made balances, then empties the database."""
     marker = request.node.get_closest_marker("needs")
     needs = set(marker.args if marker else ()) | {n for f, n in _NEEDS.items() if f in request.fixturenames}
@@ -114,6 +115,8 @@ def app(request, migrated):
         redis = Redis.from_url(url)
         redis.flushdb()
         overrides["REDIS_URL"] = url
+    settings = request.node.get_closest_marker("settings")
+    overrides.update(settings.kwargs if settings else {})
     app = make_app(migrated, **overrides)
     with app.app_context():
         yield app

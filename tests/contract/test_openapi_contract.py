@@ -17,6 +17,8 @@ reconciliation run) are seeded first, and path parameters point at them in part 
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 import schemathesis
@@ -197,3 +199,121 @@ def test_operation_honours_its_documented_contract(contract, role, label):
 
     run()
 
+
+
+# --- Hostile inputs ------------------------------------------------------------------------
+# Schemathesis' own cases are schema-shaped. These are built from them and are what a parser
+# or a database cannot take: strings with lone surrogates and NULs (keys and values), JSON
+# nested far past the recursion limit, integers thousands of digits long, NaN, and bodies past
+# the size limit; queries with NULs and huge integers. Every operation, every role: nothing
+# answers 5xx, every answer is a status the operation lists, in the envelope.
+
+_HUGE = "9" * 5000
+
+
+def _poisoned(value, mark: str, keys: bool = False):
+    """The value with `mark` put into every string value (with `keys`: into every key instead)."""
+    if isinstance(value, str):
+        return value if keys else value[:1] + mark + value[1:]
+    if isinstance(value, dict):
+        return {(k[:1] + mark + k[1:] if keys else k): _poisoned(v, mark, keys) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_poisoned(v, mark, keys) for v in value]
+    return value
+
+
+def _huge_integers(value):
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return "__HUGE__"
+    if isinstance(value, dict):
+        return {k: _huge_integers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_huge_integers(v) for v in value]
+    return value
+
+
+def _body_of(case):
+    return case.body if case.body is not NOT_SET else {"value": "text", "number": 1}
+
+
+def _with_raw_field(case, raw: str) -> str:
+    """The case's body (an object) with one more field whose JSON text is `raw`."""
+    body = _body_of(case)
+    body = {**body, "hostile": "@"} if isinstance(body, dict) else {"hostile": "@"}
+    return json.dumps(body).replace('"@"', raw)
+
+
+HOSTILE_BODIES = {
+    "lone_surrogates": lambda case: json.dumps(_poisoned(_body_of(case), "\ud800")),
+    "lone_surrogates_in_keys": lambda case: json.dumps(_poisoned(_body_of(case), "\udfff", keys=True)),
+    "nul_characters": lambda case: json.dumps(_poisoned(_body_of(case), "\x00")),
+    "nul_characters_in_keys": lambda case: json.dumps(_poisoned(_body_of(case), "\x00", keys=True)),
+    "deep_nesting": lambda case: "[" * 20_000 + "]" * 20_000,
+    "deep_nesting_in_a_field": lambda case: _with_raw_field(case, '{"a":' * 3000 + "1" + "}" * 3000),
+    "huge_integers": lambda case: json.dumps(_huge_integers(_body_of(case))).replace('"__HUGE__"', _HUGE),
+    "huge_integer_field": lambda case: _with_raw_field(case, _HUGE),
+    "nan": lambda case: _with_raw_field(case, "NaN"),
+}
+HOSTILE_QUERIES = {
+    "nul_characters": lambda name: {name: "a\x00b"},
+    "huge_integers": lambda name: {name: _HUGE},
+}
+
+
+def _answer_checks(operation, response, kind):
+    label = f"{operation.method.upper()} {operation.path} ({kind})"
+    assert response.status_code < 500, f"{label}: {response.status_code} {response.get_data(as_text=True)[:300]}"
+    documented = operation.definition.raw.get("responses", {})
+    assert str(response.status_code) in documented, (
+        f"{label} answered {response.status_code}, which it does not document ({', '.join(sorted(documented))})")
+    if response.status_code >= 400:
+        assert response.mimetype == "application/json", label
+        assert set(response.get_json()["error"]) == {"code", "message", "details"}, label
+
+
+class _Unread:
+    def read(self, *args):
+        raise AssertionError("an oversized body was read")
+
+    readline = read
+
+
+def _send(app, headers, case, raw=None, query=None, oversized=False):
+    environ = {"CONTENT_LENGTH": str(app.config["WEBHOOK_MAX_BODY_BYTES"] + 1), "wsgi.input": _Unread()} if oversized else {}
+    with app.test_client() as client:
+        return client.open(case.formatted_path, method=case.method.upper(), query_string=query,
+                           data=None if oversized else raw, headers={**headers, "Content-Type": "application/json"},
+                           environ_overrides=environ)
+
+
+@pytest.mark.parametrize("label", list(OPERATIONS))
+@pytest.mark.parametrize("role", ROLES)
+def test_operation_answers_hostile_input_with_a_documented_4xx(contract, role, label):
+    app, headers, ids = contract
+    operation = OPERATIONS[label]
+    has_body = "requestBody" in operation.definition.raw
+    queries = [p["name"] for p in operation.definition.raw.get("parameters", []) if p.get("in") == "query"]
+    if not has_body and not queries:
+        pytest.skip("takes neither a body nor a query")
+    names = [p.name for p in operation.path_parameters]
+    real_paths = (st.fixed_dictionaries({name: st.sampled_from(ids[name]) for name in names})
+                  if names and all(name in ids for name in names) else st.just(None))
+    bodies = VALID_BODIES[label](ids) if label in VALID_BODIES else st.just(NOT_SET)
+    cases = st.tuples(real_paths, bodies).flatmap(lambda pair: operation.as_strategy(
+        generation_mode=GenerationMode.POSITIVE, path_parameters=pair[0], body=pair[1]))
+
+    @settings(max_examples=3, derandomize=True, deadline=None, database=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=cases)
+    def run(case):
+        if has_body:
+            for kind, build in HOSTILE_BODIES.items():
+                _answer_checks(operation, _send(app, headers[role], case, raw=build(case)), kind)
+            _answer_checks(operation, _send(app, headers[role], case, oversized=True), "oversized")
+        for name in queries:
+            for kind, build in HOSTILE_QUERIES.items():
+                _answer_checks(operation, _send(app, headers[role], case, query=build(name)), f"{kind} in {name}")
+
+    run()
