@@ -17,7 +17,7 @@ demo: $(BIN)/.installed  ## the end-to-end tour on the embedded defaults (SQLite
 	$(BIN)/flask demo
 
 test: $(BIN)/.installed  ## the whole suite (PostgreSQL/Redis when TEST_DATABASE_URL/TEST_REDIS_URL are set)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist worksteal
 
 test-stripe: $(BIN)/.installed  ## the conformance tests and Stripe-facing flows against Stripe's test mode
 	@test -n "$$STRIPE_TEST_SECRET_KEY" || { echo "set STRIPE_TEST_SECRET_KEY=sk_test_... (a test-mode key)"; exit 2; }

@@ -3,6 +3,10 @@
 PostgreSQL and Redis come from TEST_DATABASE_URL and TEST_REDIS_URL (CI sets both,
 and MARKETPLACE_REQUIRE_SERVICES=1 so that a missing service fails the run instead
 of skipping). Without them the suite runs on a temporary SQLite file and inline jobs.
+
+Under pytest-xdist (`make test` runs `-n auto`), each worker has a database and a Redis
+database of its own: `<TEST_DATABASE_URL's database>_gw<n>` (created, then dropped) and
+TEST_REDIS_URL's database number + n (mod 16); the tests of one worker never see another's.
 """
 from __future__ import annotations
 
@@ -24,14 +28,41 @@ def _service_missing(what: str) -> None:
     pytest.skip(f"{what} not configured")
 
 
+def _xdist_worker() -> int | None:
+    """This process's pytest-xdist worker number (gw<n>), None when not run by xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") else None
+
+
+def _worker_database(url: str, worker: int):
+    """A fresh database for this worker beside TEST_DATABASE_URL's; yields its URL, then drops it."""
+    base = sa.engine.make_url(url)
+    name = f"{base.database}_gw{worker}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
+def database_url(tmp_path_factory):
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        return normalize_database_url(url)
+        url, worker = normalize_database_url(url), _xdist_worker()
+        if worker is None or not url.startswith("postgresql"):
+            yield url
+        else:
+            yield from _worker_database(url, worker)
+        return
     if REQUIRE_SERVICES:
         pytest.exit("TEST_DATABASE_URL must be set when MARKETPLACE_REQUIRE_SERVICES=1", 2)
-    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +186,13 @@ def redis_url() -> str:
     url = os.environ.get("TEST_REDIS_URL")
     if not url:
         _service_missing("TEST_REDIS_URL")
+    worker = _xdist_worker()
+    if worker:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        base = int(parts.path.strip("/") or 0)
+        url = urlunsplit(parts._replace(path=f"/{(base + worker) % 16}"))
     return url
 
 
@@ -210,3 +248,9 @@ def shopper(auth) -> dict[str, str]:
 def admin(auth) -> dict[str, str]:
     """An admin's headers."""
     return auth.headers("admin")
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `long` first: under xdist one worker starts on them at once while the
+    others share the rest, instead of a long test starting late and ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

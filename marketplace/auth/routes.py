@@ -1,4 +1,4 @@
-"""POST /api/auth/register and /api/auth/tokens."""
+"""POST /api/auth/register, POST and DELETE /api/auth/tokens, GET /api/auth/me."""
 from marketplace.auth import service
 from marketplace.auth.guard import current_token_id, current_user
 from marketplace.auth.schemas import RegisterSchema, TokenRequestSchema, TokenSchema, UserSchema

@@ -101,12 +101,6 @@ def token_for(token: str) -> ApiToken | None:
     return row
 
 
-def user_for_token(token: str) -> User | None:
-    """The user a live token belongs to, or None for unknown, revoked or expired tokens."""
-    row = token_for(token)
-    return row.user if row is not None else None
-
-
 def revoke_token(user: User, token_id: str) -> None:
     """Revoke one of the user's tokens (the row goes: a revoked token names nothing)."""
     db.session.execute(delete(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id))

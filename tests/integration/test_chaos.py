@@ -305,6 +305,7 @@ def _reconciles(client, admin, emulator, start: int) -> dict:
     return run
 
 
+@pytest.mark.long
 def test_chaos(client, auth, admin, emulator, stripe_app, migrated, redis_url, pg_only, monkeypatch, tmp_path):
     rng = random.Random(SEED)
     stripe_app.config["FRAUD_MAX_ORDERS"] = 10 * FLOWS
