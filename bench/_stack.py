@@ -38,3 +38,41 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    name = raw[raw.index("(") + 1:raw.rindex(")")]
+    return [name] + raw[raw.rindex(")") + 2:].split()
+
+
+def _cpu_seconds(fields: list[str]) -> float:
+    """utime + stime + cutime + cstime: the process's CPU and that of its children it reaped."""
+    return sum(int(fields[i]) for i in (12, 13, 14, 15)) / TICKS
+
+
+def cpu_by_group(sessions: dict[str, list[int]], names: dict[str, str]) -> dict[str, float]:
+    """CPU seconds used so far, per group: the processes of each `sessions` group's session
+    ids (spawned with start_new_session, so a process and all it forked), and the processes
+    whose command is `names[group]` (postgres, redis-server). Linux /proc only."""
+    totals = {group: 0.0 for group in [*sessions, *names]}
+    by_session = {sid: group for group, sids in sessions.items() for sid in sids}
+    by_name = {name: group for group, name in names.items()}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat(int(entry))
+        if fields is None:
+            continue
+        session, name = int(fields[4]), fields[0]
+        group = by_session.get(session) or by_name.get(name)
+        if group:
+            totals[group] += _cpu_seconds(fields)
+    return totals

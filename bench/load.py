@@ -28,7 +28,18 @@ Each endpoint is set beside the figure published for a comparable Node payment s
 Then, with the stack stopped, the Stripe calls each endpoint makes are timed alone (see
 StripeFloor; BENCH_FLOOR_ORDERS orders): `stripe_calls_alone_p99_ms` beside each endpoint,
 and `target_within_reach` false where those calls alone already take longer than the target.
-Prints one JSON line per endpoint, then a summary line.
+Then, with the stack still up, BENCH_CALL_ORDERS single-vendor checkouts one after another,
+every event they cause processed, with the emulator counting the API requests
+(`/_emulator/requests`): the Stripe calls of one checkout by method and route.
+
+CPU: each process group's CPU time over the mix and the processing of its events, read
+from /proc (gunicorn and its workers, the RQ workers and their scheduler, the emulator,
+every PostgreSQL process, redis-server, and this client), divided by the checkouts paid.
+The app's own share (gunicorn + RQ workers) is set beside its target (60 ms); the share
+it cannot remove (emulator, PostgreSQL, client) bounds the rate 2 cores allow, and the
+rate target is 25/s or 0.8 of that bound, whichever is lower.
+
+Prints one JSON line per endpoint, a CPU line, a Stripe-calls line, then a summary line.
 
     python bench/load.py        # BENCH_PG=postgresql://postgres@127.0.0.1:5432
                                 # BENCH_REDIS=redis://127.0.0.1:6379/12
@@ -52,7 +63,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the app's gateway, for the Stripe floor
-from _stack import flush_redis, free_port, psql, stop  # noqa: E402
+from _stack import cpu_by_group, flush_redis, free_port, psql, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432").rstrip("/")
@@ -290,7 +301,7 @@ class StripeFloor:
 
     payment-intent: one PaymentIntent create. confirm: confirm, the PaymentIntent retrieved
     with SUCCESS_EXPAND and, for a destination charge, the vendor's py_. refund (every
-    REFUND_EVERY-th order, 100 cents): the refund with REFUND_EXPAND, then for a destination
+    REFUND_EVERY-th order, 100 cents): the refund with its balance transaction, then for a destination
     charge the vendor's pyr_ and the fee refunds, for separate charges one reversal and its
     pyr_ per vendor (the transfers themselves, made by a job in the app, are made untimed).
     Half the orders are destination charges, half separate charges across two vendors.
@@ -346,7 +357,6 @@ class StripeFloor:
 
     def order(self, n: int, accounts: list[str]) -> None:
         from marketplace import stripe_gateway as gateway
-        from marketplace.payments.refunds import REFUND_EXPAND
         from marketplace.payments.service import AUTOMATIC_PAYMENT_METHODS, SUCCESS_EXPAND
 
         destination, amount, fee = n % 2 == 0, 4249, 425
@@ -418,8 +428,67 @@ def figures(samples: list[float], wall: float) -> dict:
     }
 
 
+CPU_NAMES = {"postgresql": "postgres", "redis": "redis-server"}
+APP_PROCESSES = ("gunicorn", "rq_workers")
+FLOOR_PROCESSES = ("emulator", "postgresql", "client")  # the CPU the app cannot remove
+TARGET_CHECKOUTS_PER_S = 25
+TARGET_APP_CPU_MS = 60
+CALL_ORDERS = int(os.environ.get("BENCH_CALL_ORDERS", "20"))  # 0: skip counting Stripe calls
+REFUND_EXPAND = ["balance_transaction"]  # what the refund movement asks for (payments/movement_kinds.py)
+
+
+def quiet(stripe: str, database_url: str) -> bool:
+    """Nothing left to do anywhere: no delivery pending at the emulator, no event unprocessed,
+    no outbox row unfinished, no money movement open."""
+    import psycopg
+
+    status = requests.get(f"{stripe}/_emulator/webhooks", timeout=TIMEOUT).json()
+    if status["pending"] or status["in_flight"]:
+        return False
+    with psycopg.connect(database_url) as conn:
+        busy = conn.execute(
+            "SELECT (SELECT count(*) FROM outbox_messages WHERE done_at IS NULL)"
+            " + (SELECT count(*) FROM webhook_events WHERE status = 'received')"
+            " + (SELECT count(*) FROM movements WHERE status IN ('planned', 'sent', 'unknown'))").fetchone()[0]
+    return busy == 0
+
+
+def wait_quiet(stripe: str, database_url: str, seconds: float = 120) -> None:
+    """quiet(), twice in a row a second apart (an event may still be on its way)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if quiet(stripe, database_url):
+            time.sleep(1.0)
+            if quiet(stripe, database_url):
+                return
+        time.sleep(0.2)
+    raise BenchError("the stack did not go quiet")
+
+
+def stripe_calls_per_checkout(base: str, stripe: str, database_url: str, product: str, shopper: str) -> dict:
+    """The Stripe API requests of one single-vendor checkout: CALL_ORDERS orders, one after
+    another, each placed, given its PaymentIntent and confirmed, then every event they cause
+    processed (the order paid, its charge settled and booked); counted at the emulator."""
+    api = Api(base, shopper)
+    wait_quiet(stripe, database_url)  # the mix's work all done: only these orders' calls are counted
+    requests.delete(f"{stripe}/_emulator/requests", timeout=TIMEOUT).raise_for_status()
+    orders = []
+    for _ in range(CALL_ORDERS):
+        order = api.call("POST", "/api/orders", 201, json={"items": [{"product_id": product, "quantity": 1}]})
+        api.call("POST", f"/api/orders/{order['id']}/payment-intent", 201)
+        api.call("POST", f"/api/orders/{order['id']}/confirm", 200, json={"payment_method": "pm_card_visa"})
+        orders.append(order["id"])
+    for order_id in orders:
+        wait_for(lambda o=order_id: api.call("GET", f"/api/orders/{o}")["status"] == "paid", "the order paid")
+    time.sleep(2.0)  # settlement (1 s after capture) and the charge.updated it announces
+    wait_quiet(stripe, database_url)
+    counted = requests.get(f"{stripe}/_emulator/requests", timeout=TIMEOUT).json()
+    return {"orders": CALL_ORDERS, "per_checkout": round(counted["total"] / CALL_ORDERS, 2),
+            "by_call": {f"{c['method']} {c['path']}": round(c["count"] / CALL_ORDERS, 2) for c in counted["data"]}}
+
+
 def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: float,
-           floor: dict[str, list[float]]) -> None:
+           floor: dict[str, list[float]], cpu: dict[str, float], calls: dict) -> None:
     by_endpoint: dict[str, list[float]] = {}
     for key, values in server.items():
         name, _, status = key.rpartition(" ")
@@ -456,6 +525,20 @@ def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: 
         lines.append(line)
     for line in lines:
         print(json.dumps({"bench": "load", **line}))
+    paid = max(1, len(mix.paid_orders))
+    cpu_ms = {group: round(seconds * 1000 / paid, 1) for group, seconds in cpu.items()}
+    app_ms = round(sum(cpu_ms[g] for g in APP_PROCESSES), 1)
+    floor_ms = round(sum(cpu_ms[g] for g in FLOOR_PROCESSES), 1)
+    bound = round((os.cpu_count() or 1) * 1000 / floor_ms, 1) if floor_ms else None
+    target_rate = min(TARGET_CHECKOUTS_PER_S, round(0.8 * bound, 1)) if bound else TARGET_CHECKOUTS_PER_S
+    rate = round(len(mix.paid_orders) / wall, 1)
+    print(json.dumps({"bench": "load", "cpu_ms_per_checkout": cpu_ms, "app_cpu_ms_per_checkout": app_ms,
+                      "app_cpu_target_ms": TARGET_APP_CPU_MS, "app_cpu_met": app_ms <= TARGET_APP_CPU_MS,
+                      "floor_cpu_ms_per_checkout": floor_ms, "rate_the_floor_allows_per_s": bound,
+                      "checkouts_per_s": rate, "target_checkouts_per_s": target_rate,
+                      "rate_met": rate >= target_rate}))
+    if calls:
+        print(json.dumps({"bench": "load", "stripe_calls_per_single_vendor_checkout": calls}))
     print(json.dumps({
         "bench": "load", "summary": True, "orders": mix.placed, "paid": len(mix.paid_orders),
         "seconds": round(wall, 2), "checkouts_per_s": round(len(mix.paid_orders) / wall, 1),
@@ -502,13 +585,15 @@ def main() -> None:
                      "--access-logformat", "ACCESS %(m)s %(U)s %(s)s %(D)s", "wsgi:app"], env, logs / "gunicorn.log")
         procs.append(app)
         wait_port(app, app_port, "gunicorn", logs / "gunicorn.log")
-        for i in range(RQ_WORKERS):
-            procs.append(spawn([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env,
-                               logs / f"worker{i}.log"))
+        workers = [spawn([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], env, logs / f"worker{i}.log")
+                   for i in range(RQ_WORKERS)]
+        procs.extend(workers)
         products, shoppers, admin = set_up(base, stripe, env, run)
+        sessions = {"gunicorn": [app.pid], "rq_workers": [w.pid for w in workers], "emulator": [emulator.pid]}
 
         mix = Mix(base, products, shoppers, admin)
         offset = access.stat().st_size
+        cpu_before, client_before = cpu_by_group(sessions, CPU_NAMES), sum(os.times()[:2])
         wall = mix.run()
         # Deliveries lag behind the checkouts: wait (bounded) for the last order to be paid or refunded.
         webhook_started = time.perf_counter() - wall
@@ -520,11 +605,16 @@ def main() -> None:
             except BenchError as exc:
                 mix.failures.append(str(exc))
         time.sleep(1.0)  # the access log is written after each response
+        cpu_after, client_after = cpu_by_group(sessions, CPU_NAMES), sum(os.times()[:2])
+        cpu = {group: cpu_after[group] - cpu_before[group] for group in cpu_after}
+        cpu["client"] = client_after - client_before
         server, webhook_wall = access_log(access, offset), time.perf_counter() - webhook_started
+        calls = (stripe_calls_per_checkout(base, stripe, f"{PG}/{db_name}", products[0], shoppers[0])
+                 if CALL_ORDERS else {})
         for proc in reversed(procs):
             stop(proc)
         floor = StripeFloor(min(ORDERS, FLOOR_ORDERS)).run(logs) if FLOOR_ORDERS else {}
-        report(mix, wall, server, webhook_wall, floor)
+        report(mix, wall, server, webhook_wall, floor, cpu, calls)
     finally:
         for proc in reversed(procs):
             stop(proc)

@@ -151,6 +151,8 @@ class App:
                 "Authorization header, using Bearer auth.",
                 type="authentication_error", status=401)
         headers["Stripe-Version"] = check_version(request.headers.get("Stripe-Version"))
+        with emu.lock:
+            emu.requests[endpoint] += 1
         spec = endpoint_reference(endpoint)
         validation.check_removed(path, params.data)
         validation.check_params(spec["params"], params.data,

@@ -1,5 +1,6 @@
 """The emulator's state: store, clock, balance transactions, events and rendering."""
 import threading
+from collections import Counter
 
 from . import shapes
 from .clock import Clock
@@ -58,6 +59,9 @@ class Emulator:
         self.payout_arrival_seconds = DAY
         self.idempotency = IdempotencyStore(self.clock)
         self.faults = Faults()
+        # API requests served, by method and route (`POST /v1/payment_intents/<id>/confirm`):
+        # what a benchmark counts the Stripe calls of a flow with (GET/DELETE /_emulator/requests)
+        self.requests = Counter()
         self.webhooks = Dispatcher(self, webhook_url, webhook_secret,
                                    attempts=webhook_attempts, backoff=webhook_backoff,
                                    background=deliver_in_background)
@@ -70,6 +74,7 @@ class Emulator:
             self.platform_id = "acct_1EmulatorPlatform0000"
             self.idempotency.clear()
             self.faults.clear()
+            self.requests.clear()
             self.scheduler.clear()
             self.webhooks.clear()
             self.clock.reset()

@@ -168,6 +168,22 @@ def clear_faults(ctx):
     return {"cleared": True}
 
 
+@route("GET", "/_emulator/requests")
+def list_requests(ctx):
+    """The API requests served since the last reset or clear, by method and route, most first."""
+    counts = dict(ctx.emu.requests)
+    return {"data": [{"method": e.split(" ", 1)[0], "path": e.split(" ", 1)[1], "count": n}
+                     for e, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))],
+            "total": sum(counts.values())}
+
+
+@route("DELETE", "/_emulator/requests")
+def clear_requests(ctx):
+    """Start counting again."""
+    ctx.emu.requests.clear()
+    return {"cleared": True}
+
+
 @route("POST", "/_emulator/webhooks")
 def set_webhook_mode(ctx):
     """normal | duplicate | shuffle | paused."""

@@ -126,3 +126,27 @@ def test_parallel_requests_keep_balances_consistent(client, server, vendor):
     assert client.v1.balance.retrieve().pending[0].amount == 80 * (1000 - 59 - 1000 + 100)
     check_balance_matches(client)
     check_balance_matches(client, vendor)
+
+
+def test_api_requests_are_counted_by_route_until_cleared():
+    srv = start_server(port=0)
+    try:
+        _count_requests(srv.url, {"Authorization": "Bearer sk_test_emulator"})
+    finally:
+        srv.stop()
+
+
+def _count_requests(base, headers):
+    for _ in range(2):
+        requests.get(f"{base}/v1/balance", headers=headers, timeout=10).raise_for_status()
+    account = requests.post(f"{base}/v1/accounts", data={"type": "express"}, headers=headers, timeout=10).json()
+    requests.get(f"{base}/v1/accounts/{account['id']}", headers=headers, timeout=10).raise_for_status()
+    requests.get(f"{base}/_emulator/clock", timeout=10).raise_for_status()  # controls are not API requests
+    counted = requests.get(f"{base}/_emulator/requests", timeout=10).json()
+    assert counted == {"total": 4, "data": [
+        {"method": "GET", "path": "/v1/balance", "count": 2},
+        {"method": "GET", "path": "/v1/accounts/<aid>", "count": 1},
+        {"method": "POST", "path": "/v1/accounts", "count": 1},
+    ]}
+    requests.delete(f"{base}/_emulator/requests", timeout=10).raise_for_status()
+    assert requests.get(f"{base}/_emulator/requests", timeout=10).json() == {"total": 0, "data": []}
