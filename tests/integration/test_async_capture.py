@@ -66,6 +66,7 @@ def test_the_charge_is_booked_once_when_it_settles(client, shopper, emulator, ve
 
 
 def test_a_lost_charge_updated_is_made_up_by_the_sweep(client, shopper, emulator):
+    emu(emulator, "POST", "/_emulator/capture", delay_seconds=3600)  # settled below, not while paying
     order = order_for(client, shopper, [onboarded_vendor(emulator)], [4200])
     assert pay(client, shopper, order["id"]).status_code == 200
     emu(emulator, "POST", "/_emulator/settle")  # settled at Stripe, but its event never arrives
@@ -204,6 +205,7 @@ def test_a_charge_converted_by_stripe_is_booked_as_stripe_booked_it_and_flagged(
 
 
 def test_the_sweep_goes_on_past_a_payment_stripe_cannot_answer_for(client, shopper, emulator):
+    emu(emulator, "POST", "/_emulator/capture", delay_seconds=3600)  # settled below, not while paying
     orders = [order_for(client, shopper, [onboarded_vendor(emulator)], [1000 + i]) for i in range(2)]
     for order in orders:
         assert pay(client, shopper, order["id"]).status_code == 200

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.needs("emulator")
 
 
 def test_one_vendor_order_is_a_destination_charge(client, shopper, emulator):
+    emu(emulator, "POST", "/_emulator/capture", delay_seconds=3600)  # settles when the test says, not 0.2 s later
     vendor = onboarded_vendor(emulator)
     order = order_for(client, shopper, [vendor], [1000, 2345])
     created = client.post(f"/api/orders/{order['id']}/payment-intent", headers=shopper)
