@@ -363,3 +363,16 @@ def test_a_cancel_racing_a_confirmation_is_a_conflict(client, auth, emulator, mo
     real = stripe_gateway.retrieve_payment_intent
     monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", lambda pi, *a, **k: next(reads, None) or real(pi, *a, **k))
     _error(client.post(f"/api/orders/{order['id']}/cancel", headers=headers), 409, "payment_not_cancelable")
+
+
+@pytest.mark.needs("emulator")
+def test_an_event_about_an_object_that_is_not_ours_is_ignored_with_the_reason(client, emulator):
+    from tests.payments_helpers import CARD_ONLY, emu
+
+    intent = emu(emulator, "POST", "/v1/payment_intents", amount=1000, currency="usd", **CARD_ONLY)  # not the app's
+    payload = event("payment_intent.payment_failed", {"id": intent["id"], "object": "payment_intent"})
+    assert deliver(client, payload).status_code == 200
+    row = db.session.scalar(select(WebhookEvent).where(WebhookEvent.stripe_event_id == payload["id"]))
+    assert (row.status, row.attempts) == ("ignored", 1), row.last_error
+    assert row.reason == f"nothing here to apply it to: no local record takes payment_intent '{intent['id']}' " \
+                         "in its current state"
