@@ -149,9 +149,8 @@ class Parser(FlaskParser):
         if location == "json":
             errors = text_errors(data)
         elif location == "query":
-            errors = {key: (_text_error(key) or _text_error(value))
-                      for key, value in req.args.items(multi=True)
-                      if _text_error(key) or _text_error(value)}
+            errors = {key: found for key, value in req.args.items(multi=True)
+                      if (found := _text_error(key) or _text_error(value))}
         else:
             errors = None
         if errors:

@@ -6,6 +6,7 @@ from datetime import timezone
 from http import HTTPStatus
 
 import flask_smorest
+from flask import current_app
 from marshmallow import Schema, fields
 
 from marketplace.input_guard import Parser
@@ -120,8 +121,6 @@ class Currency(fields.String):
     default_error_messages = {"unsupported": "Must be one of: {supported}."}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        from flask import current_app
-
         code = super()._deserialize(value, attr, data, **kwargs).lower()
         supported = current_app.config["SUPPORTED_CURRENCIES"]
         if code not in supported:
