@@ -2,6 +2,7 @@
 import argparse
 
 from . import serve
+from .limits import LimitsError
 
 
 def main(argv=None):
@@ -23,12 +24,25 @@ def main(argv=None):
     parser.add_argument("--settle-delay", type=float, default=1.0,
                         help="seconds between a capture and its balance transaction, transfer "
                              "and application fee (asynchronous capture)")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="extra delay before every API request is answered (default 0)")
+    parser.add_argument("--read-rate", type=int, default=None, metavar="N",
+                        help="at most N read (GET) requests per second, as Stripe's rate "
+                             "limiter (live mode: 100); 429 beyond it (default off)")
+    parser.add_argument("--write-rate", type=int, default=None, metavar="N",
+                        help="at most N write (POST, DELETE) requests per second (live mode: "
+                             "100); 429 beyond it (default off)")
     args = parser.parse_args(argv)
-    app, httpd = serve(args.host, args.port, webhook_url=args.webhook_url,
-                       webhook_secret=args.webhook_secret,
-                       available_after_days=args.available_after_days,
-                       webhook_attempts=args.webhook_attempts,
-                       webhook_backoff=args.webhook_backoff, settle_delay=args.settle_delay)
+    try:
+        app, httpd = serve(args.host, args.port, webhook_url=args.webhook_url,
+                           webhook_secret=args.webhook_secret,
+                           available_after_days=args.available_after_days,
+                           webhook_attempts=args.webhook_attempts,
+                           webhook_backoff=args.webhook_backoff,
+                           settle_delay=args.settle_delay, latency_seconds=args.latency,
+                           read_per_second=args.read_rate, write_per_second=args.write_rate)
+    except LimitsError as error:
+        parser.error(str(error))
     host, port = httpd.server_address[:2]
     print("stripe emulator listening on http://%s:%d" % (host, port), flush=True)
     try:

@@ -1,4 +1,5 @@
-"""The WSGI application: auth, parameters, faults, idempotency, routing, JSON answers."""
+"""The WSGI application: auth, rate limits, parameters, faults, idempotency, routing, JSON
+answers, latency."""
 import base64
 import json
 import re
@@ -10,6 +11,7 @@ from werkzeug.wrappers import Request, Response
 from . import forms, reference, validation
 from .errors import StripeError, api_error
 from .faults import AFTER as FAULTS_AFTER
+from .limits import rate_limit_error
 from .routes import build_map, endpoint_reference, handler
 from .state import Emulator, set_request_context
 from .store import new_id
@@ -60,6 +62,11 @@ class Context:
         return self.account == self.emu.platform_id
 
 
+def is_control(path):
+    """True for the emulator's own /_emulator/ controls (never delayed, limited or faulted)."""
+    return path.startswith("/_emulator/")
+
+
 def _api_key(request):
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
@@ -93,7 +100,14 @@ class App:
         return self.respond(request)(environ, start_response)
 
     def respond(self, request):
-        """Answer one request."""
+        """Answer one request; an API request (not a control) `latency_seconds` late."""
+        response = self._answer(request)
+        latency = self.emu.limits.latency_seconds
+        if latency and not is_control(request.path):
+            time.sleep(latency)  # on this request's thread, holding no lock
+        return response
+
+    def _answer(self, request):
         request_id = new_id("req")
         headers = {"Request-Id": request_id}
         try:
@@ -130,7 +144,7 @@ class App:
 
     def _respond(self, request, request_id, headers):
         path = request.path
-        control = path.startswith("/_emulator/")
+        control = is_control(path)
         endpoint, args = self._match(request)
         params = forms.Params(self._params(request, control))
         emu = self.emu
@@ -151,8 +165,13 @@ class App:
                 "Authorization header, using Bearer auth.",
                 type="authentication_error", status=401)
         headers["Stripe-Version"] = check_version(request.headers.get("Stripe-Version"))
+        admitted = emu.limits.admit(request.method)
         with emu.lock:
             emu.requests[endpoint] += 1
+            if not admitted:
+                emu.rate_limited[endpoint] += 1
+        if not admitted:  # before anything changes, and never kept for an idempotency key
+            raise emu.limits.refusal()
         spec = endpoint_reference(endpoint)
         validation.check_removed(path, params.data)
         validation.check_params(spec["params"], params.data,
@@ -241,9 +260,7 @@ class App:
             raise StripeError("The request timed out.", type="api_error",
                               status=int(fault.get("status") or 500), saved=False)
         if mode == "rate_limit":
-            raise StripeError("Request rate limit exceeded. Learn more about rate limits "
-                              "here https://stripe.com/docs/rate-limits.", code="rate_limit",
-                              status=429, saved=False)
+            raise rate_limit_error()
         raise StripeError("An unknown error occurred (injected fault).", type="api_error",
                           status=int(fault.get("status") or 500), saved=False,
                           headers={"Stripe-Should-Retry": "true"})

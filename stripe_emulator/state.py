@@ -6,6 +6,7 @@ from . import shapes
 from .clock import Clock
 from .faults import Faults
 from .idempotency import IdempotencyStore
+from .limits import Limits
 from .reference import api_version
 from .scheduler import Scheduler
 from .store import Store, new_id
@@ -45,8 +46,12 @@ class Emulator:
 
     def __init__(self, available_after_days=2, webhook_url=None, webhook_secret=None,
                  webhook_attempts=5, webhook_backoff=0.05, timeout_fault_seconds=3.0,
-                 deliver_in_background=True, settle_delay=SETTLE_DELAY):
+                 deliver_in_background=True, settle_delay=SETTLE_DELAY, latency_seconds=0.0,
+                 read_per_second=None, write_per_second=None):
         self.lock = threading.RLock()
+        # per-call latency and Stripe's read and write rate limits (off unless configured;
+        # GET/POST /_emulator/limits); reset returns to these start-up settings
+        self.limits = Limits(latency_seconds, read_per_second, write_per_second)
         self.default_settle_delay = float(settle_delay)
         self.scheduler = Scheduler(self.lock, background=deliver_in_background,
                                    after=self.after_change)
@@ -60,8 +65,10 @@ class Emulator:
         self.idempotency = IdempotencyStore(self.clock)
         self.faults = Faults()
         # API requests served, by method and route (`POST /v1/payment_intents/<id>/confirm`):
-        # what a benchmark counts the Stripe calls of a flow with (GET/DELETE /_emulator/requests)
+        # what a benchmark counts the Stripe calls of a flow with (GET/DELETE /_emulator/requests);
+        # of those, the ones the rate limiter refused (answered 429)
         self.requests = Counter()
+        self.rate_limited = Counter()
         self.webhooks = Dispatcher(self, webhook_url, webhook_secret,
                                    attempts=webhook_attempts, backoff=webhook_backoff,
                                    background=deliver_in_background)
@@ -74,7 +81,9 @@ class Emulator:
             self.platform_id = "acct_1EmulatorPlatform0000"
             self.idempotency.clear()
             self.faults.clear()
+            self.limits.reset()
             self.requests.clear()
+            self.rate_limited.clear()
             self.scheduler.clear()
             self.webhooks.clear()
             self.clock.reset()

@@ -1,8 +1,10 @@
-"""The /_emulator/ controls: reset, onboarding, clock, faults, webhooks, disputes, 3-D Secure."""
+"""The /_emulator/ controls: reset, onboarding, clock, faults, limits, webhooks, disputes,
+3-D Secure."""
 from werkzeug.utils import redirect
 
 from ..errors import StripeError, not_found
 from ..faults import MODES as FAULT_MODES, FaultError
+from ..limits import LimitsError
 from ..routes import route
 from ..webhooks import MODES as WEBHOOK_MODES
 from .accounts import onboard
@@ -168,19 +170,41 @@ def clear_faults(ctx):
     return {"cleared": True}
 
 
+@route("GET", "/_emulator/limits")
+def get_limits(ctx):
+    """The per-call latency and the read and write rate limits in force (null: off)."""
+    return ctx.emu.limits.settings()
+
+
+@route("POST", "/_emulator/limits")
+def set_limits(ctx):
+    """Any of `latency_seconds`, `read_per_second`, `write_per_second` (0 or null: off) and
+    `should_retry` (whether a 429 says `Stripe-Should-Retry: true`); answers the settings."""
+    try:
+        return ctx.emu.limits.update(**ctx.params.data)
+    except LimitsError as error:
+        raise StripeError(str(error), saved=False) from None
+
+
 @route("GET", "/_emulator/requests")
 def list_requests(ctx):
-    """The API requests served since the last reset or clear, by method and route, most first."""
-    counts = dict(ctx.emu.requests)
-    return {"data": [{"method": e.split(" ", 1)[0], "path": e.split(" ", 1)[1], "count": n}
+    """The API requests served since the last reset or clear, by method and route, most first,
+    with how many of them the rate limiter refused (`rate_limited`, answered 429)."""
+    emu = ctx.emu
+    with emu.lock:
+        counts, limited = dict(emu.requests), dict(emu.rate_limited)
+    return {"data": [{"method": e.split(" ", 1)[0], "path": e.split(" ", 1)[1], "count": n,
+                      "rate_limited": limited.get(e, 0)}
                      for e, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))],
-            "total": sum(counts.values())}
+            "total": sum(counts.values()), "rate_limited": sum(limited.values())}
 
 
 @route("DELETE", "/_emulator/requests")
 def clear_requests(ctx):
     """Start counting again."""
-    ctx.emu.requests.clear()
+    with ctx.emu.lock:
+        ctx.emu.requests.clear()
+        ctx.emu.rate_limited.clear()
     return {"cleared": True}
 
 

@@ -143,10 +143,11 @@ def _count_requests(base, headers):
     requests.get(f"{base}/v1/accounts/{account['id']}", headers=headers, timeout=10).raise_for_status()
     requests.get(f"{base}/_emulator/clock", timeout=10).raise_for_status()  # controls are not API requests
     counted = requests.get(f"{base}/_emulator/requests", timeout=10).json()
-    assert counted == {"total": 4, "data": [
-        {"method": "GET", "path": "/v1/balance", "count": 2},
-        {"method": "GET", "path": "/v1/accounts/<aid>", "count": 1},
-        {"method": "POST", "path": "/v1/accounts", "count": 1},
+    assert counted == {"total": 4, "rate_limited": 0, "data": [
+        {"method": "GET", "path": "/v1/balance", "count": 2, "rate_limited": 0},
+        {"method": "GET", "path": "/v1/accounts/<aid>", "count": 1, "rate_limited": 0},
+        {"method": "POST", "path": "/v1/accounts", "count": 1, "rate_limited": 0},
     ]}
     requests.delete(f"{base}/_emulator/requests", timeout=10).raise_for_status()
-    assert requests.get(f"{base}/_emulator/requests", timeout=10).json() == {"total": 0, "data": []}
+    assert requests.get(f"{base}/_emulator/requests", timeout=10).json() == {
+        "total": 0, "rate_limited": 0, "data": []}
