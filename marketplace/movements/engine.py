@@ -80,18 +80,25 @@ def register(name: str, kind: Kind) -> None:
     KINDS[name] = kind
 
 
-def plan(kind: str, amount: int, currency: str, **fields) -> Movement:
-    """A movement to make, in the caller's transaction; a job drives it after the commit."""
+def plan(kind: str, amount: int, currency: str, due_in: timedelta | None = None, **fields) -> Movement:
+    """A movement to make, in the caller's transaction; a job drives it after the commit.
+
+    With `due_in`, no job is asked for: the movement is due that much later (the sweep drives
+    it then), for one whose object Stripe makes on its own (a destination charge's transfer,
+    once the charge settles) and whose caller wakes it when Stripe shows it."""
     movement = Movement(id=new_id("mov"), kind=kind, amount=amount, currency=currency,
-                        status="planned", next_attempt_at=utcnow(), **fields)
+                        status="planned", next_attempt_at=utcnow() + (due_in or timedelta()), **fields)
     db.session.add(movement)
-    outbox.add(tasks.DRIVE_MOVEMENT, movement.id)
+    if due_in is None:
+        outbox.add(tasks.DRIVE_MOVEMENT, movement.id)
     return movement
 
 
-def drive(movement_id: str, look_only: bool = False) -> str:
+def drive(movement_id: str, look_only: bool = False, found: dict | None = None) -> str:
     """Try the movement once if it is due (and nobody else is); returns its status. With
-    `look_only`, the object is looked for at Stripe and recorded if found, never sent."""
+    `look_only`, the object is looked for at Stripe and recorded if found, never sent. With
+    `found`, the object is what Stripe just showed (read with no transaction open, in the
+    shape the kind's `find` returns): it is recorded as found, with no call to Stripe."""
     movement = _claim(movement_id)
     if movement is None:
         return status_of(movement_id)
@@ -99,7 +106,7 @@ def drive(movement_id: str, look_only: bool = False) -> str:
     canceled = bool(movement.params.get("cancel"))
     looked = movement.by_stripe or canceled or look_only or movement.outcome_unknown
     try:  # Stripe's side only: an error here is Stripe's answer
-        result = kind.find(movement) if looked else None
+        result = found if found is not None else kind.find(movement) if looked else None
         if result is None and canceled:
             return _canceled(movement)
         if result is None and not (movement.by_stripe or look_only):
@@ -323,24 +330,26 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(10 * 3 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def drive_now(movement_ids: list[str]) -> None:
-    """Drive these movements in this process, in order (best effort: the sweep is the net)."""
+def drive_now(movement_ids: list[str], found: dict | None = None) -> None:
+    """Drive these movements in this process, in order (best effort: the sweep is the net);
+    `found` as for drive()."""
     for movement_id in movement_ids:
         try:
-            drive(movement_id)
+            drive(movement_id, found=found)
         except Exception:  # noqa: BLE001 - the row stays due; its error is the sweep's to meet
             db.session.rollback()
             log.exception("driving movement %s here failed; the worker will", movement_id)
 
 
-def wake(movement_ids: list[str]) -> None:
-    """Make these unfinished movements due now and drive them (what they waited for exists)."""
+def wake(movement_ids: list[str], found: dict | None = None) -> None:
+    """Make these unfinished movements due now and drive them (what they waited for exists);
+    `found` as for drive()."""
     if movement_ids:
         db.session.execute(update(Movement).where(Movement.id.in_(movement_ids),
                                                   Movement.status.in_(("planned", "unknown")))
                            .values(next_attempt_at=utcnow()).execution_options(synchronize_session=False))
         db.session.commit()
-    drive_now(movement_ids)
+    drive_now(movement_ids, found=found)
 
 
 def handle_balance_available(balance: dict, account: str | None = None) -> int:

@@ -29,16 +29,30 @@ def _transfer_result(transfer: dict) -> dict:
     return {"id": transfer["id"], "transfer": transfer, "payment": vendor_side(transfer)}
 
 
+# A transfer read with these shows both sides: no second read for the vendor's.
+TRANSFER_EXPAND = ["balance_transaction", "destination_payment.balance_transaction"]
+
+
 def vendor_side(transfer: dict) -> dict:
-    """The `py_` payment a transfer left on the vendor's account, with its balance transaction."""
-    return stripe_gateway.retrieve_charge(
-        transfer["destination_payment"], account=transfer["destination"], expand=["balance_transaction"])
+    """The `py_` payment a transfer left on the vendor's account, with its balance transaction
+    (read from Stripe only when the transfer was not read with it expanded)."""
+    payment = transfer["destination_payment"]
+    if isinstance(payment, dict) and isinstance(payment.get("balance_transaction"), dict):
+        return payment
+    payment_id = payment["id"] if isinstance(payment, dict) else payment
+    return stripe_gateway.retrieve_charge(payment_id, account=transfer["destination"], expand=["balance_transaction"])
+
+
+def transfer_shown(transfer: dict) -> dict:
+    """What the transfer movement records, from a transfer Stripe showed (read with
+    TRANSFER_EXPAND, e.g. through a charge with payments.service.SUCCESS_EXPAND)."""
+    return _transfer_result(transfer)
 
 
 def send_transfer(m: Movement) -> dict:
     params = {"amount": m.amount, "currency": m.currency, "destination": m.destination,
               "transfer_group": m.params["transfer_group"], "metadata": _metadata(m),
-              "expand": ["balance_transaction"]}
+              "expand": TRANSFER_EXPAND}
     if m.kind == "transfer":  # the split's share of the charge, whatever the balance
         params["source_transaction"] = m.source_id
     return _transfer_result(stripe_gateway.create_transfer(params, m.idempotency_key))
@@ -46,7 +60,7 @@ def send_transfer(m: Movement) -> dict:
 
 def find_transfer(m: Movement) -> dict | None:
     if m.by_stripe:  # a destination charge's transfer: Stripe makes it when the charge settles
-        charge = stripe_gateway.retrieve_charge(m.source_id, expand=["transfer.balance_transaction"])
+        charge = stripe_gateway.retrieve_charge(m.source_id, expand=[f"transfer.{e}" for e in TRANSFER_EXPAND])
         transfer = charge.get("transfer")
         return _transfer_result(transfer) if isinstance(transfer, dict) else None
     for transfer in stripe_gateway.list_transfers(m.params["transfer_group"]):
@@ -63,15 +77,21 @@ def record_transfer(m: Movement, result: dict) -> None:
 
 # reversals ----------------------------------------------------------------------------------
 
+# A reversal read with these shows both sides: no second read for the vendor's `pyr_`.
+REVERSAL_EXPAND = ["balance_transaction", "destination_payment_refund.balance_transaction"]
+
+
 def _reversal_result(reversal: dict, m: Movement) -> dict:
-    refund = stripe_gateway.retrieve_refund(reversal["destination_payment_refund"], account=m.destination,
-                                            expand=["balance_transaction"])
+    refund = reversal["destination_payment_refund"]
+    if not (isinstance(refund, dict) and isinstance(refund.get("balance_transaction"), dict)):
+        refund = stripe_gateway.retrieve_refund(refund["id"] if isinstance(refund, dict) else refund,
+                                                account=m.destination, expand=["balance_transaction"])
     return {"id": reversal["id"], "reversal": reversal, "vendor_refund": refund}
 
 
 def send_reversal(m: Movement) -> dict:
     reversal = stripe_gateway.create_transfer_reversal(
-        m.source_id, {"amount": m.amount, "metadata": _metadata(m), "expand": ["balance_transaction"]},
+        m.source_id, {"amount": m.amount, "metadata": _metadata(m), "expand": REVERSAL_EXPAND},
         m.idempotency_key)
     return _reversal_result(reversal, m)
 

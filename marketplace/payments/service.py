@@ -34,13 +34,14 @@ from marketplace.extensions import db
 from marketplace.movements import engine
 from marketplace.orders.models import Order
 from marketplace.payments import ledger_entries as entries
-from marketplace.payments import transfers
+from marketplace.movements.models import Movement
+from marketplace.payments import movement_kinds, transfers
 from marketplace.payments.intent_events import (
     handle_payment_intent_canceled,
     handle_payment_intent_failed,
     handle_requires_action,
 )
-from marketplace.payments.locking import lock_order, locked_payment
+from marketplace.payments.locking import lock_order, locked_payment, payment_for_intent
 from marketplace.payments.models import Payment
 from marketplace.transaction import atomic
 from marketplace.vendors.models import Vendor
@@ -50,9 +51,16 @@ log = logging.getLogger(__name__)
 PAYABLE = ("pending_payment", "payment_failed")
 # Order states a succeeded payment moves forward to `paid` (never from a later state).
 BEFORE_PAID = ("pending_payment", "processing", "payment_failed")
+# Everything booking a succeeded payment needs, in the one read that sees it: the charge's
+# balance transaction (its Stripe fee), on a destination charge the application fee's and the
+# transfer Stripe made, with the vendor's side of it (the `py_` payment on the connected
+# account and its balance transaction: what the transfer movement records). Four levels, the
+# most Stripe expands.
 SUCCESS_EXPAND = [
     "latest_charge.balance_transaction",
     "latest_charge.application_fee.balance_transaction",
+    "latest_charge.transfer.balance_transaction",
+    "latest_charge.transfer.destination_payment.balance_transaction",
 ]
 # Card PaymentMethods confirmed by the server: no redirect-based payment method is offered,
 # so confirmation needs no return_url (automatic payment methods are on by default since
@@ -134,8 +142,8 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
     if payment.status == "succeeded":
         return _result(payment, None)
     payment_id, intent_id, key = _confirmation(order_id, payment.id, payment_method)
-    try:  # no transaction is open over the network call
-        intent = stripe_gateway.confirm_payment_intent(intent_id, payment_method, key)
+    try:  # no transaction is open over the network call; Stripe's answer is booked as it is
+        intent = stripe_gateway.confirm_payment_intent(intent_id, payment_method, key, expand=SUCCESS_EXPAND)
     except stripe_gateway.PaymentDeclined:
         fraud.record_failed_payment(user.id)
         _next_attempt(payment_id)
@@ -143,7 +151,7 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
         raise
     except stripe_gateway.StripeFailure:
         # E.g. an earlier attempt whose answer was lost already succeeded: go by Stripe's state.
-        intent = stripe_gateway.retrieve_payment_intent(intent_id)
+        intent = stripe_gateway.retrieve_payment_intent(intent_id, expand=SUCCESS_EXPAND)
         if intent["status"] == "canceled":  # a cancel raced this confirmation and won
             raise Conflict("This order cannot be paid.", code="order_not_payable",
                            details={"status": "canceled"}) from None
@@ -180,8 +188,9 @@ def _next_attempt(payment_id: str) -> None:
 
 
 def _after_confirm(payment: Payment, intent: dict) -> dict:
+    """Apply Stripe's answer to the confirmation (read with SUCCESS_EXPAND): no second read."""
     if intent["status"] == "succeeded":
-        handle_payment_intent_succeeded(intent)
+        apply_succeeded(intent)
     elif intent["status"] == "requires_action":
         handle_requires_action(intent)
     elif intent["status"] == "requires_payment_method":
@@ -199,15 +208,36 @@ def _result(payment: Payment, next_action) -> dict:
 
 
 def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
-    """Mark the payment and the order paid, book whatever of the charge exists yet and plan
-    the vendors' transfers (once)."""
-    intent = stripe_gateway.retrieve_payment_intent(payment_intent["id"], expand=SUCCESS_EXPAND)
+    """`payment_intent.succeeded`: mark the payment and the order paid, book whatever of the
+    charge exists yet and plan the vendors' transfers (once).
+
+    A payment already succeeded here (the confirmation's answer came first, as it usually
+    does) is left as it is, with no call to Stripe: the event says nothing the answer did not,
+    and what comes later (the charge settling) is announced by `charge.updated`."""
+    payment = payment_for_intent(payment_intent["id"])
+    db.session.rollback()
+    if payment is None or payment.status == "succeeded":  # not ours (no Stripe call for it), or applied
+        return payment
+    return book_payment_intent(payment_intent["id"])
+
+
+def book_payment_intent(intent_id: str) -> Payment | None:
+    """Read the PaymentIntent from Stripe (SUCCESS_EXPAND) and apply it if it succeeded."""
+    intent = stripe_gateway.retrieve_payment_intent(intent_id, expand=SUCCESS_EXPAND)
     if intent["status"] != "succeeded":
         log.info("payment intent %s is %s, not succeeded: ignored", intent["id"], intent["status"])
         return None
+    return apply_succeeded(intent)
+
+
+def apply_succeeded(intent: dict) -> Payment | None:
+    """Record a succeeded PaymentIntent read from Stripe with SUCCESS_EXPAND (never a webhook's
+    payload); the destination transfer Stripe made, when the charge shows it, is recorded by
+    its movement from what this read brought."""
     payment_id, found = _succeeded(intent)
-    if found:  # Stripe made the destination transfer: its movement finds it now
-        engine.wake(found)
+    if found:  # Stripe made the destination transfer: its movement records it now
+        transfer = intent["latest_charge"]["transfer"]
+        engine.wake(found, found=movement_kinds.transfer_shown(transfer) if isinstance(transfer, dict) else None)
     return db.session.get(Payment, payment_id) if payment_id else None
 
 
@@ -227,11 +257,34 @@ def _succeeded(intent: dict) -> tuple[str | None, list[str]]:
 
 
 def handle_charge_updated(charge: dict) -> Payment | None:
-    """`charge.updated`: a charge of ours settled (or changed); book what now exists."""
+    """`charge.updated`: a charge of ours settled (or changed); book what now exists.
+
+    Stripe is asked only when there may be something to book: not for a payment booked in
+    full already (its balance transaction and, on a destination charge, the transfer Stripe
+    made), nor while the charge announces no balance transaction (not settled: a later
+    `charge.updated` will, and `book_unsettled` is the net for one that never comes)."""
     intent_id = charge.get("payment_intent")
     if not intent_id or charge.get("status") != "succeeded":
         return None
-    return handle_payment_intent_succeeded({"id": intent_id})
+    payment = payment_for_intent(intent_id)
+    if payment is None:  # not a charge of ours
+        db.session.rollback()
+        return None
+    booked = _booked(payment)
+    db.session.rollback()
+    if booked or (payment.status == "succeeded" and not charge.get("balance_transaction")):
+        return payment
+    return book_payment_intent(intent_id)
+
+
+def _booked(payment: Payment) -> bool:
+    """The payment's charge is booked and, on a destination charge, its transfer recorded."""
+    if payment.status != "succeeded" or payment.stripe_balance_transaction_id is None:
+        return False
+    if payment.charge_type != "destination":
+        return True
+    return db.session.scalar(select(Movement.status).where(
+        Movement.order_id == payment.order_id, Movement.kind == "transfer")) == "succeeded"
 
 
 def book_unsettled(limit: int = 500) -> int:
@@ -241,7 +294,7 @@ def book_unsettled(limit: int = 500) -> int:
     failed: AppError | None = None
     for intent_id in intents:
         try:
-            handle_payment_intent_succeeded({"id": intent_id})
+            book_payment_intent(intent_id)
         except AppError as error:  # Stripe unreachable or busy: the others still go; next sweep retries
             log.warning("booking the charge of %s failed: %s", intent_id, error.code)
             failed = failed or error
@@ -303,6 +356,6 @@ def list_payments(user: User, page: int, per_page: int, status: str | None = Non
 
 __all__ = [
     "create_payment_intent", "confirm", "list_payments", "handle_payment_intent_succeeded",
-    "handle_charge_updated", "book_unsettled",
+    "book_payment_intent", "apply_succeeded", "handle_charge_updated", "book_unsettled",
     "handle_payment_intent_failed", "handle_payment_intent_canceled", "handle_requires_action",
 ]

@@ -10,6 +10,7 @@ or recovery's Stripe ids.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -27,6 +28,11 @@ from marketplace.vendors.models import Vendor
 log = logging.getLogger(__name__)
 
 
+# A destination charge's transfer is recorded when the charge's settlement is booked (the read
+# that books it shows the transfer); its movement looks for it itself only this late.
+SETTLEMENT_WAIT = timedelta(minutes=2)
+
+
 def plan_transfers(order: Order, charge_id: str) -> list[Movement]:
     """The split transfers of a paid order, once (the caller holds the order lock)."""
     planned = []
@@ -35,12 +41,13 @@ def plan_transfers(order: Order, charge_id: str) -> list[Movement]:
             continue
         account = db.session.get(Vendor, split.vendor_id).stripe_account_id
         params = {"transfer_group": f"order_{order.id}"}
-        amount = split.vendor_net
+        amount, due_in = split.vendor_net, None
         if order.charge_type == "destination":  # Stripe transfers the whole charge and keeps the fee
             params.update(by_stripe=True, application_fee=split.platform_fee)
-            amount = split.subtotal
-        planned.append(engine.plan("transfer", amount, order.currency, destination=account, source_id=charge_id,
-                                   params=params, vendor_id=split.vendor_id, order_id=order.id, split_id=split.id))
+            amount, due_in = split.subtotal, SETTLEMENT_WAIT
+        planned.append(engine.plan("transfer", amount, order.currency, due_in=due_in, destination=account,
+                                   source_id=charge_id, params=params, vendor_id=split.vendor_id,
+                                   order_id=order.id, split_id=split.id))
     db.session.flush()
     return planned
 

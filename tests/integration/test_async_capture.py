@@ -3,6 +3,7 @@ failures leave an order payable, refunds can wait. Through the emulator over HTT
 from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from marketplace.errors import ServiceUnavailable
@@ -221,3 +222,33 @@ def test_the_sweep_goes_on_past_a_payment_stripe_cannot_answer_for(client, shopp
     assert sum(1 for t in booked if t) == 1  # the other one was still booked
     assert service.book_unsettled() == 1  # and the one Stripe failed for, on the next sweep
     assert all(_transfer_ids(client, shopper, o["id"])[0] for o in orders)
+
+
+def _calls(emulator) -> dict[str, int]:
+    return {f"{row['method']} {row['path']}": row["count"] for row in emu(emulator, "GET", "/_emulator/requests")["data"]}
+
+
+@pytest.mark.parametrize("vendors", [1, 3])
+def test_a_checkout_and_every_event_it_causes_make_the_fewest_stripe_calls(client, shopper, emulator, vendors):
+    """The PaymentIntent, its confirmation (whose answer is booked as it is) and one read once
+    the charge settles: every event after that (payment_intent.succeeded, the charge.updated
+    that announces the money, transfer.created, each delivered twice) asks Stripe nothing
+    more. Separate charges add one transfer per vendor, whose answer shows the vendor's side."""
+    sellers = [onboarded_vendor(emulator) for _ in range(vendors)]
+    order = order_for(client, shopper, sellers, [1500, 2500, 999][:vendors])
+    requests.delete(f"{emulator.url}/_emulator/requests", timeout=10).raise_for_status()
+    assert pay(client, shopper, order["id"]).get_json()["order_status"] == "paid"
+    emu(emulator, "POST", "/_emulator/settle")
+    events = _events(emulator, "payment_intent.succeeded", "charge.succeeded", "charge.updated", "transfer.created")
+    for event in events + events[::-1]:  # each twice, the second time newest first
+        assert deliver(client, event).status_code == 200
+    expected = {"POST /v1/payment_intents": 1, "POST /v1/payment_intents/<pid>/confirm": 1,
+                "GET /v1/payment_intents/<pid>": 1}
+    if vendors > 1:
+        expected["POST /v1/transfers"] = vendors
+    assert _calls(emulator) == expected
+    assert all(t and t.startswith("tr_") for t in _transfer_ids(client, shopper, order["id"]))
+    db.session.rollback()
+    assert db.session.scalar(select(Payment.stripe_balance_transaction_id)
+                             .where(Payment.order_id == order["id"])).startswith("txn_")
+    assert_balances_match(emulator, order["id"])

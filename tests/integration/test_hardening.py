@@ -323,7 +323,7 @@ def test_checkout_works_on_an_app_made_with_rate_limits_off(client, auth):
 
 @pytest.mark.needs("emulator")
 @pytest.mark.parametrize("type_, obj", [
-    ("payment_intent.succeeded", {"id": "pi_nothing_here", "object": "payment_intent"}),
+    ("payout.paid", {"id": "po_nothing_here", "object": "payout"}),
     ("charge.dispute.created", {"id": "dp_nothing_here", "object": "dispute", "charge": "ch_nothing_here"}),
 ])
 def test_an_event_about_an_object_stripe_does_not_have_is_ignored_at_once(client, type_, obj):
@@ -332,6 +332,24 @@ def test_an_event_about_an_object_stripe_does_not_have_is_ignored_at_once(client
     row = db.session.scalar(select(WebhookEvent).where(WebhookEvent.stripe_event_id == payload["id"]))
     assert (row.status, row.attempts, row.next_attempt_at) == ("ignored", 1, None), row.last_error
     assert row.reason == f"Stripe has no {obj['object']} '{obj['id']}'", row.reason
+
+
+@pytest.mark.needs("emulator")
+@pytest.mark.parametrize("type_, obj", [
+    ("payment_intent.succeeded", {"id": "pi_nothing_here", "object": "payment_intent"}),
+    ("charge.updated", {"id": "ch_nothing_here", "object": "charge", "status": "succeeded",
+                        "payment_intent": "pi_nothing_here", "balance_transaction": "txn_nothing_here"}),
+])
+def test_an_event_about_a_payment_that_is_not_ours_is_ignored_without_asking_stripe(client, emulator, type_, obj):
+    import requests
+
+    requests.delete(f"{emulator.url}/_emulator/requests", timeout=10).raise_for_status()
+    payload = event(type_, obj)
+    assert deliver(client, payload).status_code == 200
+    row = db.session.scalar(select(WebhookEvent).where(WebhookEvent.stripe_event_id == payload["id"]))
+    assert (row.status, row.attempts) == ("ignored", 1), row.last_error
+    assert row.reason.startswith("nothing here to apply it to") and obj["id"] in row.reason
+    assert requests.get(f"{emulator.url}/_emulator/requests", timeout=10).json()["total"] == 0
 
 
 @pytest.mark.needs("emulator")
