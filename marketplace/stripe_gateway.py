@@ -21,6 +21,7 @@ from marketplace.errors import AppError, Conflict, ServiceUnavailable, Validatio
 log = logging.getLogger(__name__)
 
 _EXTENSION = "stripe_client"
+API_VERSION = stripe.api_version  # what every request sends, and what the app's endpoints ask events in
 WEBHOOK_TOLERANCE = 300  # seconds, as Stripe's libraries default to
 CANCELABLE_STATUSES = (
     "requires_payment_method", "requires_capture", "requires_confirmation", "requires_action",
@@ -428,3 +429,21 @@ def retrieve_balance(account: str | None = None) -> dict:
     """`{available: [{amount, currency}], pending: [...]}` of the platform or a connected account."""
     return to_dict(client().v1.balance.retrieve({}, _opts(account=account)))
 
+
+
+@_stripe_call()
+def list_webhook_endpoints() -> list[dict]:
+    """The platform's webhook endpoints."""
+    return [to_dict(item) for item in client().v1.webhook_endpoints.list({"limit": 100}).auto_paging_iter()]
+
+
+@_stripe_call()
+def create_webhook_endpoint(params: dict) -> dict:
+    """A webhook endpoint; its answer is the only one that shows the signing secret."""
+    return to_dict(client().v1.webhook_endpoints.create(params))
+
+
+@_stripe_call()
+def update_webhook_endpoint(endpoint_id: str, params: dict) -> dict:
+    """Change a webhook endpoint (its url, events, disabled)."""
+    return to_dict(client().v1.webhook_endpoints.update(endpoint_id, params))

@@ -1,4 +1,5 @@
-"""`flask stripe sync-events --since T`: backfill missed webhooks from /v1/events."""
+"""`flask stripe sync-events --since T`: backfill missed webhooks from /v1/events.
+`flask stripe webhook-endpoints URL`: subscribe the app's endpoints to the events it handles."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -30,3 +31,18 @@ def sync_events_command(since: str) -> None:
         f"done: {totals['accounts']} account(s), {totals['seen']} event(s) listed, "
         f"{totals['stored']} missed event(s) stored and queued"
     )
+
+
+@stripe_cli.command("webhook-endpoints")
+@click.argument("url")
+def webhook_endpoints_command(url: str) -> None:
+    """Make or update the platform's and the Connect webhook endpoint at URL, subscribed to
+    the event types the app handles; prints the signing secret of each one made now."""
+    from marketplace.webhooks.service import subscribe
+
+    for endpoint in subscribe(url):
+        if endpoint["created"]:
+            variable = "STRIPE_WEBHOOK_SECRET" if endpoint["role"] == "platform" else "STRIPE_CONNECT_WEBHOOK_SECRET"
+            click.echo(f"{endpoint['role']}: {endpoint['id']} created; set {variable}={endpoint['secret']}")
+        else:
+            click.echo(f"{endpoint['role']}: {endpoint['id']} updated (its secret is unchanged)")

@@ -27,6 +27,36 @@ _SECRET_PATTERNS = re.compile(
 )
 
 
+# The endpoints `flask stripe webhook-endpoints` keeps: the platform's own events, and the
+# connected accounts' (Stripe sends a Connect event only to an endpoint made with connect).
+ENDPOINT_ROLES = ("platform", "connect")
+
+
+def subscribe(url: str) -> list[dict]:
+    """Make (or bring in line) the platform's and the Connect webhook endpoint at `url`:
+    subscribed to the event types the app handles and nothing else (Stripe delivers only
+    those, so no request, row or job is spent on the rest), at the API version the app
+    speaks. One dict per endpoint: {role, id, created, secret} (the secret only when it was
+    created now: Stripe shows it once)."""
+    events = sorted(handlers.HANDLERS)
+    existing = {(ep.get("metadata") or {}).get("marketplace_role"): ep
+                for ep in stripe_gateway.list_webhook_endpoints() if ep.get("url") == url}
+    out = []
+    for role in ENDPOINT_ROLES:
+        endpoint = existing.get(role)
+        if endpoint is not None:
+            endpoint = stripe_gateway.update_webhook_endpoint(
+                endpoint["id"], {"enabled_events": events, "disabled": False})
+            out.append({"role": role, "id": endpoint["id"], "created": False, "secret": None})
+            continue
+        endpoint = stripe_gateway.create_webhook_endpoint({
+            "url": url, "enabled_events": events, "connect": role == "connect",
+            "api_version": stripe_gateway.API_VERSION, "metadata": {"marketplace_role": role},
+            "description": f"marketplace ({role} events)"})
+        out.append({"role": role, "id": endpoint["id"], "created": True, "secret": endpoint.get("secret")})
+    return out
+
+
 def webhook_secrets() -> list[str]:
     """The endpoint secret, then the Connect endpoint's when one is set."""
     config = current_app.config

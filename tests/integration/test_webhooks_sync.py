@@ -75,3 +75,58 @@ def test_sync_respects_since(app, client, auth, emulator):
 def test_sync_rejects_a_bad_timestamp(app):
     result = app.test_cli_runner().invoke(stripe_cli, ["sync-events", "--since", "yesterday"])
     assert result.exit_code != 0 and "ISO 8601" in result.output
+
+
+def test_webhook_endpoints_subscribe_to_the_handled_events_only(app, emulator):
+    """Stripe delivers only what an endpoint subscribes to: the app's endpoints ask for the
+    types it handles, so no delivery, row or job is spent on the others."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from marketplace.webhooks import handlers
+    from marketplace.webhooks.service import subscribe
+
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api/webhooks/stripe"
+    try:
+        made = subscribe(url)
+        assert [(e["role"], e["created"]) for e in made] == [("platform", True), ("connect", True)]
+        assert all(e["secret"].startswith("whsec_") for e in made)
+        endpoints = {e["id"]: e for e in stripe_gateway.list_webhook_endpoints()}
+        assert set(endpoints) == {e["id"] for e in made}
+        for endpoint in endpoints.values():
+            assert sorted(endpoint["enabled_events"]) == sorted(handlers.HANDLERS)
+            assert endpoint["api_version"] == stripe_gateway.API_VERSION
+        # Again (a deploy, a new handler): the same endpoints are updated, nothing is made twice.
+        output = app.test_cli_runner().invoke(args=["stripe", "webhook-endpoints", url]).output
+        assert output.splitlines() == [f"{e['role']}: {e['id']} updated (its secret is unchanged)" for e in made]
+        assert "whsec_" not in output
+        assert len(stripe_gateway.list_webhook_endpoints()) == 2
+
+        intent = stripe_gateway.create_payment_intent(
+            {"amount": 1000, "currency": "usd", "automatic_payment_methods": {"enabled": True,
+                                                                              "allow_redirects": "never"}},
+            "subscribe-test-pi")
+        stripe_gateway.confirm_payment_intent(intent["id"], "pm_card_visa", "subscribe-test-confirm")
+        requests.post(f"{emulator.url}/_emulator/settle", json={}, timeout=10).raise_for_status()
+        requests.post(f"{emulator.url}/_emulator/webhooks/flush", json={}, timeout=10).raise_for_status()
+        sent = [e["type"] for e in requests.get(f"{emulator.url}/v1/events", headers=KEY, timeout=10).json()["data"]]
+        assert {"payment_intent.created", "charge.succeeded", "payment_intent.succeeded"} <= set(sent)
+        types = [e["type"] for e in received]
+        assert "payment_intent.succeeded" in types and "charge.updated" in types
+        assert set(types) <= set(handlers.HANDLERS)  # payment_intent.created, charge.succeeded: not sent
+    finally:
+        server.shutdown()
