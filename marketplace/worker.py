@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +37,8 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("daily-reconciliation", "30 2 * * *", tasks.DAILY_RECONCILIATION),
     # Keep in step with marketplace.payouts.service.DAILY_RUN_CRON (next_payout_date).
     ScheduledJob("daily-payout-run", "0 6 * * *", tasks.DAILY_PAYOUT_RUN),
+    # A payout run's shard whose worker was killed is taken over once its lease runs out.
+    ScheduledJob("resume-payout-shards", "* * * * *", tasks.RESUME_PAYOUT_SHARDS),
     ScheduledJob("expire-unpaid-orders", "*/15 * * * *", tasks.EXPIRE_UNPAID_ORDERS),
     ScheduledJob("requeue-stalled-webhook-events", "*/10 * * * *", tasks.REQUEUE_STALLED_WEBHOOK_EVENTS),
     # Movements of money are driven from the database: a lost job only delays one.
@@ -43,6 +46,12 @@ SCHEDULE: list[ScheduledJob] = [
     # Asynchronous capture: a charge whose charge.updated never came is fetched again.
     ScheduledJob("book-unsettled-payments", "*/5 * * * *", tasks.BOOK_UNSETTLED_PAYMENTS),
 ]
+
+
+# The advisory lock the outbox listener of one worker holds: that worker alone relays on NOTIFY.
+RELAY_LEADER_KEY = 0x6F627831  # "obx1"
+# How often a worker that is not the listener tries to become it (the leader's death frees the lock).
+LEADER_RETRY_SECONDS = 2.0
 
 
 class Ticker:
@@ -54,11 +63,16 @@ class Ticker:
         self.last_tick = started or utcnow()
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.leading = threading.Event()  # set while this worker's listener holds RELAY_LEADER_KEY
 
     def tick(self, now: datetime) -> list[str]:
         """Relay the outbox; enqueue every slot due in (last_tick, now]. Returns job ids enqueued."""
-        enqueued = []
         outbox.relay()
+        return self.cron(now)
+
+    def cron(self, now: datetime) -> list[str]:
+        """Enqueue every slot due in (last_tick, now]; returns the job ids enqueued."""
+        enqueued = []
         for entry in self.schedule:
             for slot in _slots(entry.cron, self.last_tick, now):
                 job_id = f"cron-{entry.name}-{int(slot.timestamp())}"
@@ -70,15 +84,23 @@ class Ticker:
         return enqueued
 
     def run(self) -> None:
+        """Tick every OUTBOX_RELAY_INTERVAL; when woken (a NOTIFY) before that, relay only."""
         interval = self.app.config["OUTBOX_RELAY_INTERVAL"]
+        due = time.monotonic() + interval
         while not self.stop.is_set():
-            self.wake.wait(interval)
+            woken = self.wake.wait(max(due - time.monotonic(), 0))
             self.wake.clear()
             if self.stop.is_set():
                 return
+            periodic = time.monotonic() >= due
+            if periodic:
+                due = time.monotonic() + interval
             with self.app.app_context():
                 try:
-                    self.tick(utcnow())
+                    if periodic or not woken:
+                        self.tick(utcnow())
+                    else:
+                        outbox.relay()
                 except Exception:  # keep ticking; each failure is logged and retried next tick
                     log.exception("worker tick failed")
                     db.session.rollback()
@@ -94,8 +116,11 @@ class Ticker:
 
         Rows recorded by outbox.add_statement() (the webhook acknowledgement) are handed to
         no queue by the process that wrote them; this is what makes their jobs start within
-        milliseconds instead of at the next periodic relay. A lost connection is retried;
-        meanwhile the periodic relay still runs.
+        milliseconds instead of at the next periodic relay. One worker listens: the one whose
+        connection holds the advisory lock RELAY_LEADER_KEY (one claim per commit, not one per
+        worker racing for the same rows). The others try to take the lock every
+        LEADER_RETRY_SECONDS; PostgreSQL frees it when the leader's connection ends, whatever
+        killed it. A lost connection is retried; meanwhile every worker's periodic relay runs.
         """
         import psycopg
 
@@ -104,7 +129,13 @@ class Ticker:
         while not self.stop.is_set():
             try:
                 with psycopg.connect(url, autocommit=True, connect_timeout=5) as connection:
+                    while not self.stop.is_set() and not connection.execute(
+                            "SELECT pg_try_advisory_lock(%s)", (RELAY_LEADER_KEY,)).fetchone()[0]:
+                        self.stop.wait(LEADER_RETRY_SECONDS)
+                    if self.stop.is_set():
+                        return
                     connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+                    self.leading.set()
                     self.wake.set()  # whatever committed before LISTEN took effect
                     while not self.stop.is_set():
                         for _ in connection.notifies(timeout=1.0):
@@ -112,6 +143,8 @@ class Ticker:
             except psycopg.Error as exc:
                 log.warning("outbox listener lost its connection (%s); retrying in 5 s", type(exc).__name__)
                 self.stop.wait(5)
+            finally:
+                self.leading.clear()
 
 
 def _slots(expr: str, after: datetime, until: datetime) -> list[datetime]:

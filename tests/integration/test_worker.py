@@ -21,16 +21,20 @@ def test_each_slot_is_enqueued_once_across_workers(redis_app):
     assert queue.get_queue().count == 4
 
 
-def test_a_wake_relays_before_the_interval_and_shutdown_stops_the_loop(redis_app):
-    redis_app.config["OUTBOX_RELAY_INTERVAL"] = 3600  # only a wake can make it tick in time
+def test_a_wake_relays_before_the_interval_and_shutdown_stops_the_loop(redis_app, monkeypatch):
+    from marketplace import outbox
+
+    redis_app.config["OUTBOX_RELAY_INTERVAL"] = 3600  # only a wake can make it relay in time
     ticker = Ticker(redis_app, [])
-    ticked = threading.Event()
-    ticker.tick = lambda now: ticked.set() or []
+    relayed, ticked = threading.Event(), threading.Event()
+    monkeypatch.setattr(outbox, "relay", lambda: relayed.set() or 0)
+    ticker.cron = lambda now: ticked.set() or []
     loop = threading.Thread(target=ticker.run, daemon=True)
     loop.start()
-    assert not ticked.wait(0.3)
+    assert not relayed.wait(0.3)
     ticker.wake.set()
-    assert ticked.wait(5)
+    assert relayed.wait(5)
+    assert not ticked.is_set()  # a wake relays; the cron slots wait for the interval
     ticker.shutdown()
     loop.join(5)
     assert not loop.is_alive()
@@ -94,3 +98,28 @@ def test_a_killed_worker_leaves_no_process_holding_its_connections(redis_app, mi
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_one_worker_listens_for_the_outbox_and_another_takes_over_when_it_ends(redis_app, pg_only, monkeypatch):
+    """Every worker woken by every NOTIFY ran its own claim of the same rows: one listens, and
+    when it is gone (PostgreSQL frees its advisory lock with its connection) another does."""
+    from marketplace import worker
+
+    monkeypatch.setattr(worker, "LEADER_RETRY_SECONDS", 0.1)
+    first, second = Ticker(redis_app, []), Ticker(redis_app, [])
+    listeners = [threading.Thread(target=t.listen, daemon=True) for t in (first, second)]
+    listeners[0].start()
+    assert first.leading.wait(10) and first.wake.wait(1)
+    listeners[1].start()
+    try:
+        assert not second.leading.wait(1.0)  # the lock is held: the second only tries again
+        assert not second.wake.is_set()
+        first.shutdown()
+        listeners[0].join(10)
+        assert not listeners[0].is_alive() and not first.leading.is_set()
+        assert second.leading.wait(10) and second.wake.wait(1)  # it took over, and relays at once
+    finally:
+        first.shutdown()
+        second.shutdown()
+        for listener in listeners:
+            listener.join(10)
