@@ -85,6 +85,16 @@ class Config:
         self.STRIPE_CONNECT_WEBHOOK_SECRET = env.get("STRIPE_CONNECT_WEBHOOK_SECRET") or None
         self.STRIPE_API_BASE = env.get("STRIPE_API_BASE") or None
         self.STRIPE_MAX_NETWORK_RETRIES = _int(env, "STRIPE_MAX_NETWORK_RETRIES", 2)
+        # Stripe's rate limits count reads (GET) and writes per second per account, across
+        # every process: the app paces its own calls below them through one shared window
+        # (Redis when REDIS_URL is set). 0: not paced. Live mode allows 100 and 100, test
+        # mode 25 and 25.
+        self.STRIPE_READS_PER_SECOND = _int(env, "STRIPE_READS_PER_SECOND", 0)
+        self.STRIPE_WRITES_PER_SECOND = _int(env, "STRIPE_WRITES_PER_SECOND", 0)
+        # A payout run is cut into shards of this many vendors, worked by every RQ worker
+        # (and the process that started it), each paying this many vendors at once.
+        self.PAYOUT_SHARD_SIZE = _int(env, "PAYOUT_SHARD_SIZE", 100, minimum=1)
+        self.PAYOUT_CONCURRENCY = _int(env, "PAYOUT_CONCURRENCY", 8, minimum=1)
         self.PLATFORM_FEE_BPS = _int(env, "PLATFORM_FEE_BPS", 1000)
         self.PLATFORM_FEE_FIXED = _int(env, "PLATFORM_FEE_FIXED", 0)
         self.PAYOUT_HOLD_DAYS = _int(env, "PAYOUT_HOLD_DAYS", 7)

@@ -67,11 +67,55 @@ def client() -> stripe.StripeClient:
     return cached
 
 
+class Pace:
+    """Stripe's rate limits, kept by every process together: before each request (the stripe
+    package's own retries included) a place is taken in a one-second moving window of reads
+    (GET) or writes (everything else), shared through Redis (this process's memory without
+    one); when the window is full the caller waits until it has room. Stripe's 429s are then
+    the exception (another client of the same account), and each is an unknown outcome to
+    its caller, never a failure (see movements.engine)."""
+
+    def __init__(self, reads_per_second: int, writes_per_second: int, storage_uri: str):
+        from limits import RateLimitItemPerSecond
+        from limits.storage import storage_from_string
+        from limits.strategies import MovingWindowRateLimiter
+
+        self.limits = {kind: RateLimitItemPerSecond(rate) for kind, rate in
+                       (("read", reads_per_second), ("write", writes_per_second)) if rate > 0}
+        self.window = MovingWindowRateLimiter(storage_from_string(storage_uri, key_prefix="marketplace-stripe"))
+        self.waited = 0.0  # seconds spent waiting, for benchmarks
+
+    def take(self, method: str) -> None:
+        kind = "read" if method.upper() in ("GET", "HEAD") else "write"
+        limit = self.limits.get(kind)
+        if limit is None:
+            return
+        while not self.window.hit(limit, "stripe", kind):
+            reset = self.window.get_window_stats(limit, "stripe", kind).reset_time
+            pause = min(max(reset - time.time(), 0.002), 1.0)
+            self.waited += pause
+            time.sleep(pause)
+
+
+class _PacedClient(stripe.RequestsClient):
+    def __init__(self, pace: Pace, **kwargs):
+        super().__init__(**kwargs)
+        self._pace = pace
+
+    def request(self, method, url, headers, post_data=None):
+        self._pace.take(method)
+        return super().request(method, url, headers, post_data)
+
+
 def _build_client(config) -> stripe.StripeClient:
     base = config.get("STRIPE_API_BASE")
+    timeout = config.get("STRIPE_TIMEOUT_SECONDS", 30)
+    reads, writes = config.get("STRIPE_READS_PER_SECOND", 0), config.get("STRIPE_WRITES_PER_SECOND", 0)
+    http_client = (_PacedClient(Pace(reads, writes, config.get("REDIS_URL") or "memory://"), timeout=timeout)
+                   if reads or writes else stripe.RequestsClient(timeout=timeout))
     kwargs: dict[str, Any] = {
         "max_network_retries": config.get("STRIPE_MAX_NETWORK_RETRIES", 2),
-        "http_client": stripe.RequestsClient(timeout=config.get("STRIPE_TIMEOUT_SECONDS", 30)),
+        "http_client": http_client,
     }
     if base:
         base = base.rstrip("/")

@@ -19,8 +19,13 @@ def run_command(currency: str | None, dry_run: bool) -> None:
     from marketplace.payouts.runs import LOCKED
 
     with ExitStack() as stack:
-        def progress(items):
-            return stack.enter_context(click.progressbar(items, label="vendors", file=sys.stderr))
+        bar = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(click.progressbar(length=total, label="vendors", file=sys.stderr))
+            bar.update(done - bar.pos)
 
         run = service.run_now(currency.lower() if currency else None, dry_run, progress)
     if run.error == LOCKED:

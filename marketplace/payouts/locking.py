@@ -10,7 +10,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from marketplace.extensions import db
 
@@ -44,6 +44,13 @@ def run_lock() -> Iterator[bool]:
 
 
 def is_busy() -> bool:
-    """Whether a payout run holds the lock right now."""
+    """Whether a payout run holds the lock right now, or has shards still to end."""
+    from marketplace.payouts.models import PayoutRun
+
     with run_lock() as acquired:
-        return not acquired
+        if not acquired:
+            return True
+        busy = db.session.scalar(select(PayoutRun.id).where(
+            PayoutRun.status == "running", PayoutRun.shards_done < PayoutRun.shards_total).limit(1)) is not None
+        db.session.rollback()
+        return busy

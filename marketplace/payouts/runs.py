@@ -1,14 +1,26 @@
 """Payout runs: per vendor and currency, pay out what the ledger says is due.
 
 Steps of a run (one at a time, see locking.py):
-1. compute: ONE grouped query over the ledger (balances.amounts_due) gives what each vendor
-   is owed per currency: entries older than PAYOUT_HOLD_DAYS, less earlier payouts and
-   those still under way; below PAYOUT_MIN_AMOUNT (negative included) nothing is paid and
-   the balance carries over; a suspended vendor is not paid;
-2. pay: each amount is capped at the connected account's Stripe available balance, the
-   Payout row and its movement are committed BEFORE any Stripe call (key
-   `payout-<movement id>`), then the movement is driven: its balance transaction is posted
-   to the ledger (vendor:<id>:stripe_balance -> paid_out) when Stripe answers.
+1. plan, under the run lock: ONE grouped query over the ledger (balances.amounts_due) gives
+   what each vendor is owed per currency: entries older than PAYOUT_HOLD_DAYS, less earlier
+   payouts and those still under way; below PAYOUT_MIN_AMOUNT (negative included) nothing
+   is paid and the balance carries over; a suspended vendor is not paid. The vendors owed
+   are cut into shards of PAYOUT_SHARD_SIZE, committed with the run `running`: from then on
+   no other run starts until every shard has ended (the lock alone would not say so: it
+   is released once the shards are planned);
+2. pay, shard by shard, by every RQ worker (a job per shard) and the process that started
+   the run, each claiming one shard at a time under a lease and paying PAYOUT_CONCURRENCY
+   vendors of it at once: each amount is capped at the connected account's Stripe
+   available balance, the Payout row and its movement are committed BEFORE any Stripe call
+   (key `payout-<movement id>`), then the movement is driven: its balance transaction is
+   posted to the ledger (vendor:<id>:stripe_balance -> paid_out) when Stripe answers. Every
+   process paces its Stripe calls through one shared window below Stripe's rate limit
+   (stripe_gateway.Pace), and a call Stripe still refuses for the rate is tried again.
+   A worker killed while it works a shard leaves it `running` with a lease that runs out:
+   the process waiting for the run, or the sweep (`resume_shards`, every minute), takes it
+   over, skipping the vendors already paid: one payout per vendor, currency and run is a
+   unique index, so two holders of one shard (a lease that ran out on a live worker)
+   cannot both pay a vendor. The last shard to end ends the run.
 A dry run stores the run and its would-be payouts; it creates nothing on Stripe and posts
 nothing. A payout whose outcome is unknown (timeout, 5xx, 429) stays pending and its
 movement is retried by the worker's sweep under the same key, looked up at Stripe first
@@ -18,27 +30,37 @@ others. A definite rejection marks that payout failed.
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
-from typing import Callable, Iterable
+from typing import Callable
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
-from marketplace import audit, stripe_gateway
-from marketplace.database import utcnow
-from marketplace.errors import AppError
+from marketplace import audit, outbox, queue, stripe_gateway, tasks
+from marketplace.database import isoformat, utcnow
+from marketplace.errors import AppError, ServiceUnavailable
 from marketplace.extensions import db
 from marketplace.movements import engine
 from marketplace.movements.engine import Kind, register
 from marketplace.movements.models import OPEN, Movement
 from marketplace.payouts import balances, ledger_entries
 from marketplace.payouts.locking import run_lock
-from marketplace.payouts.models import Payout, PayoutRun
+from marketplace.payouts.models import Payout, PayoutRun, PayoutRunShard
 from marketplace.vendors.models import Vendor
 
 log = logging.getLogger(__name__)
 LOCKED = "another payout run is in progress"
-Progress = Callable[[list], Iterable]
+# progress(vendors done, vendors in the run), called as shards end (the CLI's progress bar).
+Progress = Callable[[int, int], None]
+# A shard's holder renews its lease as it goes; one silent this long is taken over.
+SHARD_LEASE = timedelta(seconds=60)
+SHARD_MAX_ATTEMPTS = 5
+# Waits before asking Stripe again after it refused a call for the rate (its 429s say nothing
+# was done; with the shared pace they are rare).
+RATE_LIMIT_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def now() -> datetime:
@@ -46,25 +68,24 @@ def now() -> datetime:
     return utcnow()
 
 
-def execute(run_id: str, progress: Progress | None = None) -> PayoutRun:
-    """Run a queued payout run to its end; fails fast when another run holds the lock."""
+def execute(run_id: str, progress: Progress | None = None, wait_for_end: bool = True) -> PayoutRun:
+    """Plan a queued payout run and work its shards here (beside the workers); with
+    `wait_for_end`, until the run has ended. Fails fast when another run is under way."""
     with run_lock() as acquired:
         run = db.session.get(PayoutRun, run_id)
-        if run.status not in ("queued",):
+        if run.status != "queued":
             db.session.rollback()
-            return run
-        if not acquired:
+            return work(run_id, progress) if wait_for_end and run.status == "running" else run
+        if not acquired or _another_under_way(run_id):
             return _finish(run, "failed", LOCKED)
-        _interrupt_stale(run_id)
-        run.status, run.started_at = "running", utcnow()
-        db.session.commit()
         try:
-            _pay_all(run, progress or (lambda items: items))
+            _plan(run)
         except AppError as error:
             db.session.rollback()
             log.warning("payout run %s stopped: %s", run_id, error.code)
             return _finish(db.session.get(PayoutRun, run_id), "failed", f"{error.code}: {error.message}")
-        return _finish(run, "completed")
+    outbox.relay_if_committed()  # the workers start on the shards now, not after this job
+    return work(run_id, progress, until_ended=wait_for_end)
 
 
 def _finish(run: PayoutRun, status: str, error: str | None = None) -> PayoutRun:
@@ -73,33 +94,242 @@ def _finish(run: PayoutRun, status: str, error: str | None = None) -> PayoutRun:
     return run
 
 
-def _interrupt_stale(run_id: str) -> None:
-    """Runs left `running` by a dead process (we hold the lock, so none is alive)."""
-    for stale in db.session.scalars(select(PayoutRun).where(PayoutRun.status == "running", PayoutRun.id != run_id)):
-        stale.status, stale.error, stale.finished_at = "failed", "interrupted", utcnow()
+def _another_under_way(run_id: str) -> bool:
+    """A run with shards still to end is under way; one left `running` without any (its
+    planner died before committing them, which plans nothing) is marked interrupted."""
+    for other in db.session.scalars(select(PayoutRun).where(PayoutRun.status == "running",
+                                                            PayoutRun.id != run_id)):
+        if other.shards_done < other.shards_total:
+            db.session.rollback()
+            return True
+        other.status, other.error, other.finished_at = "failed", "interrupted", utcnow()
+    return False
 
 
-def _pay_all(run: PayoutRun, progress: Progress) -> None:
-    cutoff = now() - timedelta(days=current_app.config["PAYOUT_HOLD_DAYS"])
-    minimum = current_app.config["PAYOUT_MIN_AMOUNT"]
+def _plan(run: PayoutRun) -> None:
+    """Cut what is owed into shards, committed with the run `running` (and a job per shard
+    when there are workers)."""
+    config = current_app.config
+    cutoff = now() - timedelta(days=config["PAYOUT_HOLD_DAYS"])
+    minimum = config["PAYOUT_MIN_AMOUNT"]
     in_flight = _in_flight()
     dues = [due for due in balances.amounts_due(cutoff, run.currency)
             if due.available - in_flight.get((due.vendor_id, due.currency), 0) >= minimum]
     accounts = _accounts({due.vendor_id for due in dues})  # suspended vendors are left out
     starts = _period_starts()
+    items = [[due.vendor_id, due.currency, due.available - in_flight.get((due.vendor_id, due.currency), 0),
+              accounts[due.vendor_id], isoformat(starts.get((due.vendor_id, due.currency)))]
+             for due in dues if due.vendor_id in accounts]
+    size = config["PAYOUT_SHARD_SIZE"]
+    shards = [PayoutRunShard(run_id=run.id, position=n, dues=items[i:i + size], status="queued", attempts=0,
+                             payouts_created=0, total_amount=0)
+              for n, i in enumerate(range(0, len(items), size))]
+    db.session.add_all(shards)
+    run.status, run.started_at, run.cutoff = "running", utcnow(), cutoff
+    run.vendors_total, run.shards_total, run.shards_done = len(items), len(shards), 0
+    if not shards:
+        run.status, run.finished_at = "completed", utcnow()
+    db.session.flush()
+    if not queue.is_inline():
+        for shard in shards:
+            outbox.add(tasks.RUN_PAYOUT_SHARD, shard.id)
     db.session.commit()
-    for due in progress(dues):
-        account = accounts.get(due.vendor_id)
-        if account is None:
+
+
+def work(run_id: str, progress: Progress | None = None, until_ended: bool = True) -> PayoutRun:
+    """Work the run's shards that nobody holds (or whose holder went silent), one at a time;
+    with `until_ended`, wait for the others' too, taking over any whose lease runs out."""
+    while True:
+        shard_id = _claim(run_id=run_id)
+        if shard_id is not None:
+            _work(shard_id)
+        run = db.session.get(PayoutRun, run_id, populate_existing=True)
+        status, done, total = run.status, _vendors_done(run), run.vendors_total
+        db.session.commit()
+        if progress is not None:
+            progress(done, total)
+        if status != "running" or (shard_id is None and not until_ended):
+            return db.session.get(PayoutRun, run_id)
+        if shard_id is None:
+            time.sleep(0.2)
+
+
+def _vendors_done(run: PayoutRun) -> int:
+    return int(db.session.scalar(select(func.coalesce(func.sum(func.json_array_length(PayoutRunShard.dues)), 0))
+                                 .where(PayoutRunShard.run_id == run.id,
+                                        PayoutRunShard.status.in_(("done", "failed")))) or 0)
+
+
+def run_shard(shard_id: str) -> str:
+    """The job of one shard: work it if nobody holds it; returns its status."""
+    if _claim(shard_id=shard_id) is not None:
+        _work(shard_id)
+    status = db.session.scalar(select(PayoutRunShard.status).where(PayoutRunShard.id == shard_id))
+    db.session.rollback()
+    return status or "missing"
+
+
+def resume_shards() -> int:
+    """Ask a job again for every shard whose holder went silent (the sweep); how many."""
+    expired = list(db.session.scalars(select(PayoutRunShard.id).where(
+        PayoutRunShard.status == "running", PayoutRunShard.locked_until < utcnow())))
+    for shard_id in expired:
+        outbox.add(tasks.RUN_PAYOUT_SHARD, shard_id)
+    db.session.commit()
+    return len(expired)
+
+
+def _claim(run_id: str | None = None, shard_id: str | None = None) -> str | None:
+    """Lease a shard nobody holds (this one, or the run's next); None when there is none.
+    One whose attempts ran out ends `failed` instead (its vendors are the next run's)."""
+    current = utcnow()
+    stmt = select(PayoutRunShard).where(or_(
+        PayoutRunShard.status == "queued",
+        and_(PayoutRunShard.status == "running", PayoutRunShard.locked_until < current)))
+    stmt = stmt.where(PayoutRunShard.id == shard_id) if shard_id else stmt.where(PayoutRunShard.run_id == run_id)
+    while True:
+        shard = db.session.scalar(stmt.order_by(PayoutRunShard.position).limit(1)
+                                  .with_for_update(skip_locked=True))
+        if shard is None:
+            db.session.rollback()
+            return None
+        if shard.attempts >= SHARD_MAX_ATTEMPTS:
+            _end(shard, "failed", shard.error or "its holders went silent")
+            db.session.commit()
             continue
-        owed = due.available - in_flight.get((due.vendor_id, due.currency), 0)
-        amount = min(owed, _stripe_available(account, due.currency))
-        if amount < minimum:
-            continue
-        period_start = starts.get((due.vendor_id, due.currency))
-        movement_id = _create_row(run, due, account, amount, period_start, cutoff)
-        if movement_id:
-            engine.drive_now([movement_id])
+        shard.status, shard.attempts, shard.locked_until = "running", shard.attempts + 1, current + SHARD_LEASE
+        db.session.commit()
+        return shard.id
+
+
+def _renew(shard_id: str, attempt: int) -> bool:
+    """Extend the lease; False when another holder has taken the shard over."""
+    renewed = db.session.execute(
+        update(PayoutRunShard).where(PayoutRunShard.id == shard_id, PayoutRunShard.status == "running",
+                                     PayoutRunShard.attempts == attempt)
+        .values(locked_until=utcnow() + SHARD_LEASE).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return bool(renewed)
+
+
+def _work(shard_id: str) -> None:
+    """Pay the shard's vendors not paid yet by this run, PAYOUT_CONCURRENCY at a time."""
+    shard = db.session.get(PayoutRunShard, shard_id, populate_existing=True)
+    run = db.session.get(PayoutRun, shard.run_id)
+    attempt, items, run_id, dry_run, cutoff = shard.attempts, list(shard.dues), run.id, run.dry_run, run.cutoff
+    paid = set(db.session.execute(select(Payout.vendor_id, Payout.currency).where(
+        Payout.run_id == run_id, Payout.vendor_id.in_({item[0] for item in items}))).all())
+    db.session.commit()
+    todo = [item for item in items if (item[0], item[1]) not in paid]
+    app = current_app._get_current_object()
+    concurrency = app.config["PAYOUT_CONCURRENCY"] if db.engine.dialect.name == "postgresql" else 1
+    error: str | None = None
+
+    def pay(item: list) -> None:
+        with app.app_context():
+            try:
+                _pay_one(run_id, dry_run, cutoff, item)
+            finally:
+                db.session.remove()
+
+    renewed_at, held = time.monotonic(), True
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="payout") as pool:
+        pending = set()
+        items_left = iter(todo)
+        while held:
+            while len(pending) < concurrency * 2 and (item := next(items_left, None)) is not None:
+                pending.add(pool.submit(pay, item))
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if future.exception() is not None and error is None:
+                    failure = future.exception()
+                    error = (f"{failure.code}: {failure.message}" if isinstance(failure, AppError)
+                             else f"{type(failure).__name__}")[:500]
+                    log.error("payout run %s shard %s: %s", run_id, shard_id, error, exc_info=failure)
+            if error is not None:
+                break  # what this attempt could not pay is the next attempt's
+            if time.monotonic() - renewed_at > SHARD_LEASE.total_seconds() / 4:
+                held, renewed_at = _renew(shard_id, attempt), time.monotonic()
+        for future in pending:
+            future.cancel()
+    _settle(shard_id, attempt, error)
+
+
+def _settle(shard_id: str, attempt: int, error: str | None) -> None:
+    """The attempt ended: the shard is done, or back in the queue with its error."""
+    shard = db.session.get(PayoutRunShard, shard_id, with_for_update=True, populate_existing=True)
+    if shard.status != "running" or shard.attempts != attempt:  # taken over meanwhile: the new holder ends it
+        db.session.rollback()
+        return
+    if error is not None:
+        shard.status, shard.error, shard.locked_until = "queued", error, None
+        db.session.commit()
+        if not queue.is_inline():
+            outbox.add_later(timedelta(seconds=10 * shard.attempts), tasks.RUN_PAYOUT_SHARD, shard.id)
+            db.session.commit()
+        return
+    _end(shard, "done", None)
+    db.session.commit()
+
+
+def _end(shard: PayoutRunShard, status: str, error: str | None) -> None:
+    """The shard has ended: its totals are its payouts'; the last one to end ends the run."""
+    count, total = db.session.execute(
+        select(func.count(), func.coalesce(func.sum(Payout.amount), 0)).where(
+            Payout.run_id == shard.run_id, Payout.vendor_id.in_({item[0] for item in shard.dues}))).one()
+    shard.status, shard.error, shard.locked_until, shard.finished_at = status, error, None, utcnow()
+    shard.payouts_created, shard.total_amount = int(count), int(total)
+    run = db.session.get(PayoutRun, shard.run_id, with_for_update=True, populate_existing=True)
+    run.shards_done += 1
+    run.payouts_created += shard.payouts_created
+    run.total_amount += shard.total_amount
+    if run.shards_done >= run.shards_total:
+        failed = db.session.scalar(select(func.count()).where(
+            PayoutRunShard.run_id == run.id, PayoutRunShard.status == "failed", PayoutRunShard.id != shard.id))
+        failed += status == "failed"
+        run.status = "failed" if failed else "completed"
+        run.error = f"{failed} of {run.shards_total} shard(s) failed: run it again to pay the rest" if failed else None
+        run.finished_at = utcnow()
+
+
+def _pay_one(run_id: str, dry_run: bool, cutoff: datetime, item: list) -> None:
+    """One vendor's payout in one currency: capped at its Stripe available balance, the row
+    and its movement committed before the payout is sent."""
+    vendor_id, currency, owed, account, start = item
+    amount = min(owed, _paced(lambda: _stripe_available(account, currency)))
+    if amount < current_app.config["PAYOUT_MIN_AMOUNT"]:
+        return
+    movement_id = _create_row(run_id, dry_run, vendor_id, currency, account, amount,
+                              datetime.fromisoformat(start) if start else None, cutoff)
+    if movement_id:
+        _drive(movement_id)
+
+
+def _paced(call: Callable):
+    """A read Stripe may refuse for the rate (or not answer): asked again after a pause."""
+    for pause in (*RATE_LIMIT_PAUSES, None):
+        try:
+            return call()
+        except (stripe_gateway.RateLimited, ServiceUnavailable):
+            if pause is None:
+                raise
+            time.sleep(pause)
+
+
+def _drive(movement_id: str) -> None:
+    """Send the payout; one Stripe refused for the rate is tried again after a pause (under
+    the same key, looked up first: its outcome is unknown to the engine)."""
+    engine.drive_now([movement_id])
+    for pause in RATE_LIMIT_PAUSES:
+        status, error = db.session.execute(select(Movement.status, Movement.last_error)
+                                           .where(Movement.id == movement_id)).one()
+        db.session.rollback()
+        if status != "unknown" or not (error or "").startswith(stripe_gateway.RateLimited.code):
+            return
+        time.sleep(pause)
+        engine.wake([movement_id])
 
 
 def _in_flight() -> dict[tuple[str, str], int]:
@@ -141,22 +371,26 @@ def _stripe_available(account: str, currency: str) -> int:
     return sum(int(item["amount"]) for item in balance.get("available") or [] if item["currency"] == currency)
 
 
-def _create_row(run: PayoutRun, due, account: str, amount: int, start, end) -> str | None:
+def _create_row(run_id: str, dry_run: bool, vendor_id: str, currency: str, account: str, amount: int,
+                start: datetime | None, end: datetime) -> str | None:
     """The payout row with its breakdown and its movement, committed before anything is sent
-    to Stripe; returns the movement's id (None for a dry run)."""
-    parts = balances.breakdown(due.vendor_id, due.currency, start, end)
-    payout = Payout(run_id=run.id, vendor_id=due.vendor_id, dry_run=run.dry_run, stripe_account=account,
-                    amount=amount, currency=due.currency, status="pending", period_start=start,
+    to Stripe; returns the movement's id (None for a dry run, or when this run has paid the
+    vendor already: another holder of the shard did)."""
+    parts = balances.breakdown(vendor_id, currency, start, end)
+    payout = Payout(run_id=run_id, vendor_id=vendor_id, dry_run=dry_run, stripe_account=account,
+                    amount=amount, currency=currency, status="pending", period_start=start,
                     period_end=end, **parts)
     db.session.add(payout)
-    run.payouts_created += 1
-    run.total_amount += amount
-    movement_id = None
-    if not run.dry_run:
+    try:
         db.session.flush()
-        movement_id = engine.plan("payout", amount, due.currency, stripe_account=account, vendor_id=due.vendor_id,
-                                  payout_id=payout.id).id
-        audit.record("payout.created", "payout", payout.id, amount=amount, currency=due.currency)
+    except IntegrityError:  # uq_payouts_run_vendor_currency
+        db.session.rollback()
+        return None
+    movement_id = None
+    if not dry_run:  # driven here at once; the sweep drives it if this process dies first
+        movement_id = engine.plan("payout", amount, currency, due_in=timedelta(0), stripe_account=account,
+                                  vendor_id=vendor_id, payout_id=payout.id).id
+        audit.record("payout.created", "payout", payout.id, amount=amount, currency=currency)
     db.session.commit()
     return movement_id
 

@@ -95,6 +95,16 @@ class PayoutRunSchema(Schema):
     total_amount = fields.Integer(required=True, metadata={"description": "minor units, summed over the run's payouts"})
     error = fields.String(allow_none=True)
     created_at = _when("created_at", required=True)
+    progress = fields.Nested(lambda: PayoutRunProgressSchema(), required=True)
+
+
+class PayoutRunProgressSchema(Schema):
+    """How far a run is: the vendors owed when it started, cut into shards that the workers
+    pay side by side."""
+
+    vendors = fields.Integer(required=True)
+    shards = fields.Integer(required=True)
+    shards_done = fields.Integer(required=True)
 
 
 class PayoutRunDetailSchema(PayoutRunSchema):

@@ -54,14 +54,16 @@ def create_run(currency: str | None = None, dry_run: bool = False) -> PayoutRun:
     return run
 
 
-def run_now(currency: str | None = None, dry_run: bool = False, progress=None) -> PayoutRun:
-    """Create a run and execute it in this process (the CLI and the daily job)."""
+def run_now(currency: str | None = None, dry_run: bool = False, progress=None,
+            wait_for_end: bool = True) -> PayoutRun:
+    """Create a run and execute it in this process (the CLI and the daily job): this process
+    works its shards beside the workers; with `wait_for_end`, until the run has ended."""
     run = PayoutRun(currency=currency, dry_run=dry_run, status="queued")
     db.session.add(run)
     db.session.flush()
     audit.record("payout_run.created" + (".dry_run" if dry_run else ""), "payout_run", run.id, currency=currency)
     db.session.commit()
-    return runs.execute(run.id, progress)
+    return runs.execute(run.id, progress, wait_for_end=wait_for_end)
 
 
 def list_runs(page: int = 1, per_page: int = 20) -> dict:
