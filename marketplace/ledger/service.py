@@ -6,6 +6,7 @@ names and entry kinds are those of `ledger/accounts.py`.
 """
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import make_transient_to_detached
 
 from marketplace.database import new_id, utcnow
 from marketplace.errors import AppError
@@ -47,36 +49,45 @@ def post(kind: str, lines: list[Line], *, key: str, occurred_at: datetime | None
     if kind not in accounts.KINDS:
         raise ValueError(f"{kind!r} is not an entry kind of ledger/accounts.py")
     _check(lines)
-    existing = _existing(key, lines)
-    if existing is not None:
-        return existing
-    entry_id = new_id("je")
-    values = dict(
-        id=entry_id, entry_key=key, kind=kind, description=description[:300],
-        occurred_at=occurred_at or utcnow(), created_at=utcnow(), stripe_object_id=stripe_object_id,
+    now = utcnow()
+    entry = JournalEntry(
+        id=new_id("je"), entry_key=key, kind=kind, description=description[:300],
+        occurred_at=occurred_at or now, created_at=now, stripe_object_id=stripe_object_id,
         stripe_balance_transaction_id=stripe_balance_transaction_id, stripe_account=stripe_account,
         local_type=local_type, local_id=local_id,
     )
-    # A webhook job and a request may record the same movement at the same moment: the
-    # unique key decides without aborting the caller's transaction, and the loser reads
-    # the winner's entry (on PostgreSQL the insert waits for the winner to commit).
-    if not _insert_once(values):
+    # The unique key decides, with no read first and without aborting the caller's
+    # transaction: a key recorded before makes the insert do nothing (and a webhook job and
+    # a request recording the same movement at the same moment: on PostgreSQL the loser's
+    # insert waits for the winner to commit); then the entry recorded is read and compared.
+    session = db.session()
+    insert_entry, insert_postings = _statements(session.get_bind().dialect.name)
+    if session.execute(insert_entry, {name: getattr(entry, name) for name in _ENTRY_COLUMNS}).scalar() is None:
         existing = _existing(key, lines)
         if existing is None:
             raise ConflictingEntry("The entry key is taken by an uncommitted entry.", details={"entry_key": key})
         return existing
-    db.session.add_all(Posting(entry_id=entry_id, seq=i, account=line.account, currency=line.currency,
-                               amount=line.amount) for i, line in enumerate(lines))
-    db.session.flush()
-    return db.session.get(JournalEntry, entry_id)
+    session.execute(insert_postings, [
+        {"id": new_id("pst"), "entry_id": entry.id, "seq": i, "account": line.account,
+         "currency": line.currency, "amount": line.amount} for i, line in enumerate(lines)
+    ])
+    # The row just inserted is this object's: it joins the session as persistent with no
+    # SELECT (its postings load when first read, as they did).
+    make_transient_to_detached(entry)
+    session.add(entry)
+    return entry
 
 
-def _insert_once(values: dict) -> bool:
-    dialect = db.session.get_bind().dialect.name
+_ENTRY_COLUMNS = tuple(column.key for column in JournalEntry.__table__.columns)
+
+
+@functools.cache
+def _statements(dialect: str):
+    """(the entry's insert, doing nothing on a taken key and returning the id; the postings'), built once."""
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (insert(JournalEntry).values(**values)
-            .on_conflict_do_nothing(index_elements=["entry_key"]).returning(JournalEntry.id))
-    return db.session.execute(stmt).scalar() is not None
+    entries, postings = JournalEntry.__table__, Posting.__table__
+    return (insert(entries).on_conflict_do_nothing(index_elements=["entry_key"]).returning(entries.c.id),
+            insert(postings))
 
 
 def _existing(key: str, lines: list[Line]) -> JournalEntry | None:
