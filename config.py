@@ -95,6 +95,11 @@ class Config:
         # (and the process that started it), each paying this many vendors at once.
         self.PAYOUT_SHARD_SIZE = _int(env, "PAYOUT_SHARD_SIZE", 100, minimum=1)
         self.PAYOUT_CONCURRENCY = _int(env, "PAYOUT_CONCURRENCY", 8, minimum=1)
+        if (self.SQLALCHEMY_DATABASE_URI or "").startswith("postgresql"):
+            # A connection for each vendor a payout run pays at once, beside the process's own
+            # threads: past the pool every checkout would open and close a connection.
+            self.SQLALCHEMY_ENGINE_OPTIONS = {**self.SQLALCHEMY_ENGINE_OPTIONS,
+                                              "pool_size": self.PAYOUT_CONCURRENCY + 5}
         self.PLATFORM_FEE_BPS = _int(env, "PLATFORM_FEE_BPS", 1000)
         self.PLATFORM_FEE_FIXED = _int(env, "PLATFORM_FEE_FIXED", 0)
         self.PAYOUT_HOLD_DAYS = _int(env, "PAYOUT_HOLD_DAYS", 7)

@@ -62,6 +62,7 @@ class Kind:
     what a definite refusal means and returns the movement's final status. `hold(m)`, when
     given, keeps a movement waiting while it is true (a suspended vendor's transfers);
     `ended(m)`, when given, runs in the transaction that makes it succeeded or failed.
+    `prerequisite` is False for a kind no movement ever waits for (nothing to wake at its end).
     """
 
     send: Callable[[Movement], dict]
@@ -70,6 +71,7 @@ class Kind:
     refused: Callable[[Movement, AppError], str] = field(default=lambda m, error: "needs_attention")
     hold: Callable[[Movement], bool] | None = None
     ended: Callable[[Movement], None] | None = None
+    prerequisite: bool = True
 
 
 KINDS: dict[str, Kind] = {}
@@ -94,6 +96,30 @@ def plan(kind: str, amount: int, currency: str, due_in: timedelta | None = None,
     return movement
 
 
+def plan_claimed(kind: str, amount: int, currency: str, **fields) -> Movement:
+    """A movement planned and claimed by its caller at once, in the caller's transaction:
+    the row is written `sent` with this attempt's lease, as `drive` would claim it. Once the
+    caller has committed, `attempt(movement)` sends it (no job, no claim of its own: one
+    write less for a caller that sends at once, such as a payout run). Should the caller
+    die in between, the lease runs out and the sweep drives it as any other (its outcome
+    unknown: looked for at Stripe first). Returns the movement, detached as `_claim` makes it."""
+    now = utcnow()
+    movement = Movement(id=new_id("mov"), kind=kind, amount=amount, currency=currency, status="sent",
+                        attempts=1, key_generation=0, next_attempt_at=now, locked_until=now + _lease(),
+                        first_sent_at=now, created_at=now, updated_at=now, **fields)
+    db.session.add(movement)
+    db.session.flush()
+    db.session.expunge(movement)  # read by the kind with no transaction open
+    movement.previous_attempt_at, movement.claimed_at, movement.outcome_unknown = now, now, False
+    return movement
+
+
+def _lease() -> timedelta:
+    """How long one attempt holds its movement: longer than the Stripe call may take."""
+    return timedelta(seconds=current_app.config["STRIPE_TIMEOUT_SECONDS"]
+                     * (current_app.config["STRIPE_MAX_NETWORK_RETRIES"] + 1) + 60)
+
+
 def drive(movement_id: str, look_only: bool = False, found: dict | None = None) -> str:
     """Try the movement once if it is due (and nobody else is); returns its status. With
     `look_only`, the object is looked for at Stripe and recorded if found, never sent. With
@@ -102,6 +128,11 @@ def drive(movement_id: str, look_only: bool = False, found: dict | None = None) 
     movement = _claim(movement_id)
     if movement is None:
         return status_of(movement_id)
+    return attempt(movement, look_only, found)
+
+
+def attempt(movement: Movement, look_only: bool = False, found: dict | None = None) -> str:
+    """This attempt of a claimed movement (`_claim`, `plan_claimed`): look, send, record once."""
     kind = KINDS[movement.kind]
     canceled = bool(movement.params.get("cancel"))
     looked = movement.by_stripe or canceled or look_only or movement.outcome_unknown
@@ -158,8 +189,7 @@ def _claim(movement_id: str) -> Movement | None:
         db.session.commit()
         return None
     now = utcnow()
-    lease = timedelta(seconds=current_app.config["STRIPE_TIMEOUT_SECONDS"]
-                      * (current_app.config["STRIPE_MAX_NETWORK_RETRIES"] + 1) + 60)
+    lease = _lease()
     previous, unknown = movement.updated_at, movement.status in ("unknown", "sent")
     claimed = db.session.execute(
         update(Movement)
@@ -281,10 +311,11 @@ def _finish(movement: Movement, status: str, error: str | None) -> None:
     movement.locked_until = None
     if status in ("succeeded", "failed"):
         movement.finished_at = utcnow()
-        ended = KINDS[movement.kind].ended
-        if ended is not None:
-            ended(movement)
-        _wake_dependents(movement.id)
+        kind = KINDS[movement.kind]
+        if kind.ended is not None:
+            kind.ended(movement)
+        if kind.prerequisite:
+            _wake_dependents(movement.id)
 
 
 def _unknown(claimed: Movement, error: str) -> str:

@@ -20,6 +20,7 @@ which are entries on the same account); it may be negative, and is then carried 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,7 +98,24 @@ def breakdown(vendor_id: str, currency: str, start: datetime | None, end: dateti
     balance over the period (payouts aside). A dispute recovery is a transfer reversal named
     by a dispute recovery row; a won dispute's re-transfer counts back against it.
     """
-    bal, fees, clearing = (a.vendor(vendor_id, name) for name in (a.BALANCE, a.PLATFORM_FEES, a.TRANSFER_CLEARING))
+    params = {"bal": a.vendor(vendor_id, a.BALANCE), "fees": a.vendor(vendor_id, a.PLATFORM_FEES),
+              "clearing": a.vendor(vendor_id, a.TRANSFER_CLEARING), "currency": currency, "end": end}
+    if start is not None:
+        params["start"] = start
+    net, platform_fees, sales, takebacks, disputed, retransfers, orders = (
+        int(value or 0) for value in db.session.execute(_breakdown_statement(start is not None), params).one()
+    )
+    return {
+        "gross_sales": sales - retransfers, "platform_fees": platform_fees,
+        "refunds": takebacks - disputed, "disputes": disputed - retransfers,
+        "net_amount": net, "order_count": orders,
+    }
+
+
+@functools.cache
+def _breakdown_statement(bounded: bool):
+    """breakdown()'s query, built once (a payout run asks it for every vendor it pays)."""
+    bal, fees, clearing = sa.bindparam("bal"), sa.bindparam("fees"), sa.bindparam("clearing")
     own = Posting.account.in_([bal, fees])
     recovered = JournalEntry.stripe_object_id.in_(select(_recoveries.c.stripe_transfer_reversal_id))
     retransferred = JournalEntry.stripe_object_id.in_(select(_recoveries.c.stripe_retransfer_id))
@@ -118,16 +136,10 @@ def breakdown(vendor_id: str, currency: str, start: datetime | None, end: dateti
                  JournalEntry.local_id)))),
         )
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .where(Posting.account.in_([bal, fees, clearing]), Posting.currency == currency,
-               JournalEntry.kind.not_in(PAYOUT_KINDS), JournalEntry.occurred_at < end)
+        .where(Posting.account.in_([bal, fees, clearing]), Posting.currency == sa.bindparam("currency"),
+               JournalEntry.kind.not_in(PAYOUT_KINDS),
+               JournalEntry.occurred_at < sa.bindparam("end", type_=JournalEntry.occurred_at.type))
     )
-    if start is not None:
-        stmt = stmt.where(JournalEntry.occurred_at >= start)
-    net, platform_fees, sales, takebacks, disputed, retransfers, orders = (
-        int(value or 0) for value in db.session.execute(stmt).one()
-    )
-    return {
-        "gross_sales": sales - retransfers, "platform_fees": platform_fees,
-        "refunds": takebacks - disputed, "disputes": disputed - retransfers,
-        "net_amount": net, "order_count": orders,
-    }
+    if bounded:
+        stmt = stmt.where(JournalEntry.occurred_at >= sa.bindparam("start", type_=JournalEntry.occurred_at.type))
+    return stmt

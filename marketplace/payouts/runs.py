@@ -301,10 +301,10 @@ def _pay_one(run_id: str, dry_run: bool, cutoff: datetime, item: list) -> None:
     amount = min(owed, _paced(lambda: _stripe_available(account, currency)))
     if amount < current_app.config["PAYOUT_MIN_AMOUNT"]:
         return
-    movement_id = _create_row(run_id, dry_run, vendor_id, currency, account, amount,
-                              datetime.fromisoformat(start) if start else None, cutoff)
-    if movement_id:
-        _drive(movement_id)
+    movement = _create_row(run_id, dry_run, vendor_id, currency, account, amount,
+                           datetime.fromisoformat(start) if start else None, cutoff)
+    if movement is not None:
+        _send(movement)
 
 
 def _paced(call: Callable):
@@ -318,18 +318,26 @@ def _paced(call: Callable):
             time.sleep(pause)
 
 
-def _drive(movement_id: str) -> None:
-    """Send the payout; one Stripe refused for the rate is tried again after a pause (under
-    the same key, looked up first: its outcome is unknown to the engine)."""
-    engine.drive_now([movement_id])
-    for pause in RATE_LIMIT_PAUSES:
-        status, error = db.session.execute(select(Movement.status, Movement.last_error)
-                                           .where(Movement.id == movement_id)).one()
+def _send(movement: Movement) -> None:
+    """Send the payout (claimed when planned); one Stripe refused for the rate is tried
+    again after a pause (under the same key, looked up first: its outcome is unknown to the
+    engine). Any other end is the engine's, and the sweep's."""
+    try:
+        status = engine.attempt(movement)
+    except Exception:  # noqa: BLE001 - recorded as unknown by the engine; the sweep finishes it
         db.session.rollback()
-        if status != "unknown" or not (error or "").startswith(stripe_gateway.RateLimited.code):
+        log.exception("payout movement %s: recording failed; the sweep will finish it", movement.id)
+        return
+    for pause in RATE_LIMIT_PAUSES:
+        if status != "unknown":
+            return
+        error = db.session.scalar(select(Movement.last_error).where(Movement.id == movement.id))
+        db.session.rollback()
+        if not (error or "").startswith(stripe_gateway.RateLimited.code):
             return
         time.sleep(pause)
-        engine.wake([movement_id])
+        engine.wake([movement.id])
+        status = engine.status_of(movement.id)
 
 
 def _in_flight() -> dict[tuple[str, str], int]:
@@ -372,10 +380,10 @@ def _stripe_available(account: str, currency: str) -> int:
 
 
 def _create_row(run_id: str, dry_run: bool, vendor_id: str, currency: str, account: str, amount: int,
-                start: datetime | None, end: datetime) -> str | None:
-    """The payout row with its breakdown and its movement, committed before anything is sent
-    to Stripe; returns the movement's id (None for a dry run, or when this run has paid the
-    vendor already: another holder of the shard did)."""
+                start: datetime | None, end: datetime) -> Movement | None:
+    """The payout row with its breakdown and its movement (claimed: sent at once by the
+    caller), committed before anything is sent to Stripe; returns the movement (None for a
+    dry run, or when this run has paid the vendor already: another holder of the shard did)."""
     parts = balances.breakdown(vendor_id, currency, start, end)
     payout = Payout(run_id=run_id, vendor_id=vendor_id, dry_run=dry_run, stripe_account=account,
                     amount=amount, currency=currency, status="pending", period_start=start,
@@ -386,13 +394,13 @@ def _create_row(run_id: str, dry_run: bool, vendor_id: str, currency: str, accou
     except IntegrityError:  # uq_payouts_run_vendor_currency
         db.session.rollback()
         return None
-    movement_id = None
-    if not dry_run:  # driven here at once; the sweep drives it if this process dies first
-        movement_id = engine.plan("payout", amount, currency, due_in=timedelta(0), stripe_account=account,
-                                  vendor_id=vendor_id, payout_id=payout.id).id
+    movement = None
+    if not dry_run:  # sent here at once; the sweep sends it if this process dies first
+        movement = engine.plan_claimed("payout", amount, currency, stripe_account=account,
+                                       vendor_id=vendor_id, payout_id=payout.id, params={})
         audit.record("payout.created", "payout", payout.id, amount=amount, currency=currency)
     db.session.commit()
-    return movement_id
+    return movement
 
 
 # the payout movement ---------------------------------------------------------------------
@@ -426,4 +434,5 @@ def payout_refused(m: Movement, error: AppError) -> str:
 
 def register_kinds() -> None:
     """Teach the movement engine payouts."""
-    register("payout", Kind(send=send_payout, find=find_payout, record=record_payout, refused=payout_refused))
+    register("payout", Kind(send=send_payout, find=find_payout, record=record_payout, refused=payout_refused,
+                            prerequisite=False))
