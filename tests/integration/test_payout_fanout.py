@@ -178,3 +178,36 @@ def test_a_call_stripe_refuses_for_the_rate_is_asked_again(app, emulator, seller
     assert _rate_limited(emulator) > 0
     _limit_stripe(emulator, read_per_second=0, write_per_second=0)
     assert_paid_once(emulator, rows, owed)
+
+
+@pytest.mark.parametrize("sent", [False, True])
+def test_a_payout_whose_worker_died_around_its_call_is_finished_by_the_sweep_once(app, emulator, sellers,
+                                                                                  monkeypatch, sent):
+    """The payout row and its claimed movement commit before the call. A worker killed before
+    the call, or after Stripe made the payout but before it was recorded, leaves the movement
+    `sent`: once its lease runs out the sweep looks for the payout at Stripe, and sends it
+    only if it is not there."""
+    from marketplace import stripe_gateway
+    from marketplace.movements import engine
+    from marketplace.movements.models import Movement
+
+    rows, owed = sellers
+    run = planned(monkeypatch)
+    item = shards(run.id)[0].dues[0]
+    cutoff = db.session.get(PayoutRun, run.id).cutoff
+    db.session.rollback()
+    movement = runs._create_row(run.id, False, item[0], item[1], item[3], item[2], None, cutoff)
+    if sent:  # Stripe made it; the answer died with the worker
+        runs.send_payout(movement)
+    db.session.execute(update(Movement).where(Movement.id == movement.id)
+                       .values(locked_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    calls = []
+    real = stripe_gateway.create_payout
+    monkeypatch.setattr(stripe_gateway, "create_payout", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert engine.sweep() == 1
+    assert db.session.get(Movement, movement.id).status == "succeeded"
+    assert len(calls) == (0 if sent else 1)
+    seller = next(s for s in rows if s.id == item[0])
+    assert [p["amount"] for p in stripe_payouts(emulator, seller)] == [owed[seller.id]]
+    assert ledger_balance(seller) == 0
