@@ -30,6 +30,7 @@ others. A definite rejection marks that payout failed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
@@ -55,7 +56,8 @@ log = logging.getLogger(__name__)
 LOCKED = "another payout run is in progress"
 # progress(vendors done, vendors in the run), called as shards end (the CLI's progress bar).
 Progress = Callable[[int, int], None]
-# A shard's holder renews its lease as it goes; one silent this long is taken over.
+# A shard's holder renews its lease every quarter of it (a thread of its own); one silent this
+# long (killed) is taken over.
 SHARD_LEASE = timedelta(seconds=60)
 SHARD_MAX_ATTEMPTS = 5
 # Waits before asking Stripe again after it refused a call for the rate (its 429s say nothing
@@ -232,11 +234,32 @@ def _work(shard_id: str) -> None:
             finally:
                 db.session.remove()
 
-    renewed_at, held = time.monotonic(), True
+    done, lost = threading.Event(), threading.Event()
+
+    def heartbeat() -> None:
+        """Renew the lease while this attempt is alive, whatever its calls wait for (a vendor's
+        call may take STRIPE_TIMEOUT_SECONDS times its retries): only a dead holder loses it."""
+        with app.app_context():
+            try:
+                while not done.wait(SHARD_LEASE.total_seconds() / 4):
+                    try:
+                        renewed = _renew(shard_id, attempt)
+                    except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                        db.session.rollback()
+                        log.warning("payout shard %s: renewing its lease failed", shard_id, exc_info=True)
+                        continue
+                    if not renewed:
+                        lost.set()  # taken over: stop sending; the new holder skips what this one paid
+                        return
+            finally:
+                db.session.remove()
+
+    beat = threading.Thread(target=heartbeat, name="payout-shard-lease", daemon=True)
+    beat.start()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="payout") as pool:
         pending = set()
         items_left = iter(todo)
-        while held:
+        while not lost.is_set():
             while len(pending) < concurrency * 2 and (item := next(items_left, None)) is not None:
                 pending.add(pool.submit(pay, item))
             if not pending:
@@ -250,10 +273,10 @@ def _work(shard_id: str) -> None:
                     log.error("payout run %s shard %s: %s", run_id, shard_id, error, exc_info=failure)
             if error is not None:
                 break  # what this attempt could not pay is the next attempt's
-            if time.monotonic() - renewed_at > SHARD_LEASE.total_seconds() / 4:
-                held, renewed_at = _renew(shard_id, attempt), time.monotonic()
         for future in pending:
             future.cancel()
+    done.set()
+    beat.join()
     _settle(shard_id, attempt, error)
 
 

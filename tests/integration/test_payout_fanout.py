@@ -211,3 +211,41 @@ def test_a_payout_whose_worker_died_around_its_call_is_finished_by_the_sweep_onc
     seller = next(s for s in rows if s.id == item[0])
     assert [p["amount"] for p in stripe_payouts(emulator, seller)] == [owed[seller.id]]
     assert ledger_balance(seller) == 0
+
+
+def test_a_live_holder_keeps_its_shard_while_a_call_outlasts_the_lease(app, emulator, sellers, monkeypatch,
+                                                                       pg_only):
+    """The lease is renewed by a thread of its own: a holder waiting on a slow Stripe call is
+    not taken for dead (only a killed one is)."""
+    import threading
+
+    from marketplace import stripe_gateway
+
+    rows, owed = sellers
+    run = planned(monkeypatch)
+    shard = shards(run.id)[0]
+    monkeypatch.setattr(runs, "SHARD_LEASE", timedelta(seconds=0.4))
+    real, entered = stripe_gateway.retrieve_balance, threading.Event()
+
+    def slow_balance(account):
+        entered.set()
+        time.sleep(1.5)  # well past the lease
+        return real(account)
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_balance", slow_balance)
+
+    def holder():
+        with app.app_context():
+            runs.run_shard(shard.id)
+            db.session.remove()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert entered.wait(10)
+    time.sleep(0.9)
+    assert runs._claim(shard_id=shard.id) is None  # still held
+    thread.join(20)
+    db.session.rollback()
+    assert db.session.get(PayoutRunShard, shard.id).status == "done"
+    assert runs.work(run.id).status == "completed"
+    assert_paid_once(emulator, rows, owed)
