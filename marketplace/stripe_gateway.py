@@ -90,11 +90,16 @@ class Pace:
         limit = self.limits.get(kind)
         if limit is None:
             return
-        while not self.window.hit(limit, "stripe", kind):
-            reset = self.window.get_window_stats(limit, "stripe", kind).reset_time
-            pause = min(max(reset - time.time(), 0.002), 1.0)
-            self.waited += pause
-            time.sleep(pause)
+        try:
+            while not self.window.hit(limit, "stripe", kind):
+                reset = self.window.get_window_stats(limit, "stripe", kind).reset_time
+                pause = min(max(reset - time.time(), 0.002), 1.0)
+                self.waited += pause
+                time.sleep(pause)
+        except Exception as error:  # noqa: BLE001 - the window's storage (Redis) is down
+            # Sent unpaced rather than not at all: Stripe's own 429 is then the limit, and
+            # every caller treats it as an unknown outcome.
+            log.warning("stripe pace unavailable (%s): request sent unpaced", type(error).__name__)
 
 
 class _PacedClient(stripe.RequestsClient):

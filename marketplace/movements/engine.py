@@ -136,8 +136,11 @@ def attempt(movement: Movement, look_only: bool = False, found: dict | None = No
     kind = KINDS[movement.kind]
     canceled = bool(movement.params.get("cancel"))
     looked = movement.by_stripe or canceled or look_only or movement.outcome_unknown
-    try:  # Stripe's side only: an error here is Stripe's answer
+    try:  # a lookup that fails, however definitely, says nothing of what an earlier send made
         result = found if found is not None else kind.find(movement) if looked else None
+    except AppError as error:
+        return _unknown(movement, f"looking it up failed: {error.code}: {error.message}")
+    try:  # Stripe's side only: an error here is Stripe's answer to the send
         if result is None and canceled:
             return _canceled(movement)
         if result is None and not (movement.by_stripe or look_only):

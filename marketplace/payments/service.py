@@ -24,7 +24,7 @@ import hashlib
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from marketplace import audit, fraud, idempotency, stripe_gateway
 from marketplace.auth.models import User
@@ -34,6 +34,8 @@ from marketplace.extensions import db
 from marketplace.movements import engine
 from marketplace.orders.models import Order
 from marketplace.payments import ledger_entries as entries
+from marketplace.ledger.accounts import APPLICATION_FEE
+from marketplace.ledger.models import JournalEntry
 from marketplace.movements.models import Movement
 from marketplace.payments import movement_kinds, transfers
 from marketplace.payments.intent_events import (
@@ -278,13 +280,21 @@ def handle_charge_updated(charge: dict) -> Payment | None:
 
 
 def _booked(payment: Payment) -> bool:
-    """The payment's charge is booked and, on a destination charge, its transfer recorded."""
+    """The payment's charge is booked and, on a destination charge, its application fee and
+    its transfer recorded."""
     if payment.status != "succeeded" or payment.stripe_balance_transaction_id is None:
         return False
     if payment.charge_type != "destination":
         return True
-    return db.session.scalar(select(Movement.status).where(
-        Movement.order_id == payment.order_id, Movement.kind == "transfer")) == "succeeded"
+    fee_due = bool(payment.application_fee_amount)  # Stripe makes no application fee of 0
+    return ((not fee_due or _fee_booked(payment.order_id)) and db.session.scalar(select(Movement.status).where(
+        Movement.order_id == payment.order_id, Movement.kind == "transfer")) == "succeeded")
+
+
+def _fee_booked(order_id: str) -> bool:
+    return db.session.scalar(select(JournalEntry.id).where(
+        JournalEntry.kind == APPLICATION_FEE, JournalEntry.local_type == "order",
+        JournalEntry.local_id == order_id).limit(1)) is not None
 
 
 def book_unsettled(limit: int = 500) -> int:
@@ -306,10 +316,14 @@ def book_unsettled(limit: int = 500) -> int:
 @atomic
 def _unsettled(limit: int) -> list[str]:
     cutoff = utcnow() - UNSETTLED_AFTER
+    fee_booked = select(JournalEntry.id).where(
+        JournalEntry.kind == APPLICATION_FEE, JournalEntry.local_type == "order",
+        JournalEntry.local_id == Payment.order_id).exists()
+    unbooked = or_(Payment.stripe_balance_transaction_id.is_(None),
+                   and_(Payment.charge_type == "destination", Payment.application_fee_amount > 0, ~fee_booked))
     return list(db.session.scalars(
         select(Payment.payment_intent_id)
-        .where(Payment.status == "succeeded", Payment.succeeded_at < cutoff,
-               Payment.stripe_balance_transaction_id.is_(None))
+        .where(Payment.status == "succeeded", Payment.succeeded_at < cutoff, unbooked)
         .order_by(Payment.succeeded_at).limit(limit)))
 
 

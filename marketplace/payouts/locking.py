@@ -10,7 +10,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from marketplace.extensions import db
 
@@ -44,13 +44,17 @@ def run_lock() -> Iterator[bool]:
 
 
 def is_busy() -> bool:
-    """Whether a payout run holds the lock right now, or has shards still to end."""
-    from marketplace.payouts.models import PayoutRun
+    """Whether a payout run holds the lock right now, or has shards still to end. Looks at the
+    lock without taking it (taking it, even for a moment, would make a run starting then fail)."""
+    from marketplace.payouts.runs import under_way
 
-    with run_lock() as acquired:
-        if not acquired:
-            return True
-        busy = db.session.scalar(select(PayoutRun.id).where(
-            PayoutRun.status == "running", PayoutRun.shards_done < PayoutRun.shards_total).limit(1)) is not None
-        db.session.rollback()
-        return busy
+    if db.engine.dialect.name == "postgresql":
+        held = bool(db.session.scalar(text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = 0 AND objid = :key AND objsubid = 1 AND database = ("
+            "SELECT oid FROM pg_database WHERE datname = current_database()))"), {"key": LOCK_KEY}))
+    else:
+        held = _local_lock.locked()
+    busy = held or under_way() is not None
+    db.session.rollback()
+    return busy

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from marketplace import audit, outbox, queue, stripe_gateway, tasks
@@ -63,6 +63,8 @@ SHARD_MAX_ATTEMPTS = 5
 # Waits before asking Stripe again after it refused a call for the rate (its 429s say nothing
 # was done; with the shared pace they are rare).
 RATE_LIMIT_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
+# Errors after which the outcome for a vendor may differ on a later attempt.
+TRANSIENT = (ServiceUnavailable, stripe_gateway.RateLimited, stripe_gateway.StripeInFlight)
 
 
 def now() -> datetime:
@@ -75,11 +77,12 @@ def execute(run_id: str, progress: Progress | None = None, wait_for_end: bool = 
     `wait_for_end`, until the run has ended. Fails fast when another run is under way."""
     with run_lock() as acquired:
         run = db.session.get(PayoutRun, run_id)
-        if run.status != "queued":
+        if run.status != "queued":  # under way (a job delivered twice, a resumed run) or ended
+            status = run.status
             db.session.rollback()
-            return work(run_id, progress) if wait_for_end and run.status == "running" else run
-        if not acquired or _another_under_way(run_id):
-            return _finish(run, "failed", LOCKED)
+            return work(run_id, progress, until_ended=wait_for_end) if status == "running" else run
+        if not acquired or under_way(run_id):
+            return _refuse(run_id)
         try:
             _plan(run)
         except AppError as error:
@@ -96,16 +99,25 @@ def _finish(run: PayoutRun, status: str, error: str | None = None) -> PayoutRun:
     return run
 
 
-def _another_under_way(run_id: str) -> bool:
-    """A run with shards still to end is under way; one left `running` without any (its
-    planner died before committing them, which plans nothing) is marked interrupted."""
-    for other in db.session.scalars(select(PayoutRun).where(PayoutRun.status == "running",
-                                                            PayoutRun.id != run_id)):
-        if other.shards_done < other.shards_total:
-            db.session.rollback()
-            return True
-        other.status, other.error, other.finished_at = "failed", "interrupted", utcnow()
-    return False
+def _refuse(run_id: str) -> PayoutRun:
+    """Another run is under way: this one fails, if it is still only queued. (A second
+    delivery of the job of a run being planned right now must not mark that run failed:
+    its shards would go on paying while a third run could start.)"""
+    db.session.rollback()
+    db.session.execute(update(PayoutRun).where(PayoutRun.id == run_id, PayoutRun.status == "queued")
+                       .values(status="failed", error=LOCKED, finished_at=utcnow())
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
+    return db.session.get(PayoutRun, run_id, populate_existing=True)
+
+
+def under_way(run_id: str | None = None) -> str | None:
+    """The run (other than `run_id`) with a shard still to end, whatever its own status says;
+    None when there is none."""
+    stmt = select(PayoutRunShard.run_id).where(PayoutRunShard.status.in_(("queued", "running")))
+    if run_id is not None:
+        stmt = stmt.where(PayoutRunShard.run_id != run_id)
+    return db.session.scalar(stmt.limit(1))
 
 
 def _plan(run: PayoutRun) -> None:
@@ -204,6 +216,16 @@ def _claim(run_id: str | None = None, shard_id: str | None = None) -> str | None
         return shard.id
 
 
+def _holds(shard_id: str, attempt: int) -> bool:
+    """This attempt still holds its shard; the row stays share-locked to the end of the
+    caller's transaction, so the shard cannot end (or change hands) before its payout row
+    is committed, and a run planned after it ended sees that payout."""
+    return db.session.scalar(
+        select(PayoutRunShard.id).where(PayoutRunShard.id == shard_id, PayoutRunShard.status == "running",
+                                        PayoutRunShard.attempts == attempt)
+        .with_for_update(read=True)) is not None
+
+
 def _renew(shard_id: str, attempt: int) -> bool:
     """Extend the lease; False when another holder has taken the shard over."""
     renewed = db.session.execute(
@@ -230,7 +252,13 @@ def _work(shard_id: str) -> None:
     def pay(item: list) -> None:
         with app.app_context():
             try:
-                _pay_one(run_id, dry_run, cutoff, item)
+                _pay_one(run_id, dry_run, cutoff, item, shard_id, attempt)
+            except AppError as error:
+                if isinstance(error, TRANSIENT):
+                    raise  # the attempt stops; the next one pays this vendor
+                # A definite refusal for this vendor (its account, its permissions): the others
+                # are paid; the next run tries it again.
+                log.error("payout run %s: vendor %s not paid: %s: %s", run_id, item[0], error.code, error.message)
             finally:
                 db.session.remove()
 
@@ -256,25 +284,34 @@ def _work(shard_id: str) -> None:
 
     beat = threading.Thread(target=heartbeat, name="payout-shard-lease", daemon=True)
     beat.start()
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="payout") as pool:
-        pending = set()
-        items_left = iter(todo)
-        while not lost.is_set():
-            while len(pending) < concurrency * 2 and (item := next(items_left, None)) is not None:
-                pending.add(pool.submit(pay, item))
-            if not pending:
-                break
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                if future.exception() is not None and error is None:
-                    failure = future.exception()
-                    error = (f"{failure.code}: {failure.message}" if isinstance(failure, AppError)
-                             else f"{type(failure).__name__}")[:500]
-                    log.error("payout run %s shard %s: %s", run_id, shard_id, error, exc_info=failure)
-            if error is not None:
-                break  # what this attempt could not pay is the next attempt's
-        for future in pending:
-            future.cancel()
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="payout") as pool:
+            pending = set()
+            items_left = iter(todo)
+            try:
+                while not lost.is_set():
+                    while len(pending) < concurrency * 2 and (item := next(items_left, None)) is not None:
+                        pending.add(pool.submit(pay, item))
+                    if not pending:
+                        break
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        if future.exception() is not None and error is None:
+                            failure = future.exception()
+                            error = (f"{failure.code}: {failure.message}" if isinstance(failure, AppError)
+                                     else f"{type(failure).__name__}")[:500]
+                            log.error("payout run %s shard %s: %s", run_id, shard_id, error, exc_info=failure)
+                    if error is not None:
+                        break  # what this attempt could not pay is the next attempt's
+            finally:  # the vendors not started are the next attempt's; those under way finish
+                for future in pending:
+                    future.cancel()
+    except BaseException as interrupted:  # the job's timeout, a signal: the lease must not outlive this
+        done.set()
+        beat.join()
+        db.session.rollback()
+        _settle(shard_id, attempt, f"interrupted: {type(interrupted).__name__}")
+        raise
     done.set()
     beat.join()
     _settle(shard_id, attempt, error)
@@ -286,12 +323,11 @@ def _settle(shard_id: str, attempt: int, error: str | None) -> None:
     if shard.status != "running" or shard.attempts != attempt:  # taken over meanwhile: the new holder ends it
         db.session.rollback()
         return
-    if error is not None:
+    if error is not None:  # back in the queue and its next job asked for, in one commit
         shard.status, shard.error, shard.locked_until = "queued", error, None
-        db.session.commit()
         if not queue.is_inline():
             outbox.add_later(timedelta(seconds=10 * shard.attempts), tasks.RUN_PAYOUT_SHARD, shard.id)
-            db.session.commit()
+        db.session.commit()
         return
     _end(shard, "done", None)
     db.session.commit()
@@ -301,7 +337,8 @@ def _end(shard: PayoutRunShard, status: str, error: str | None) -> None:
     """The shard has ended: its totals are its payouts'; the last one to end ends the run."""
     count, total = db.session.execute(
         select(func.count(), func.coalesce(func.sum(Payout.amount), 0)).where(
-            Payout.run_id == shard.run_id, Payout.vendor_id.in_({item[0] for item in shard.dues}))).one()
+            Payout.run_id == shard.run_id,
+            tuple_(Payout.vendor_id, Payout.currency).in_([(item[0], item[1]) for item in shard.dues]))).one()
     shard.status, shard.error, shard.locked_until, shard.finished_at = status, error, None, utcnow()
     shard.payouts_created, shard.total_amount = int(count), int(total)
     run = db.session.get(PayoutRun, shard.run_id, with_for_update=True, populate_existing=True)
@@ -317,15 +354,17 @@ def _end(shard: PayoutRunShard, status: str, error: str | None) -> None:
         run.finished_at = utcnow()
 
 
-def _pay_one(run_id: str, dry_run: bool, cutoff: datetime, item: list) -> None:
+def _pay_one(run_id: str, dry_run: bool, cutoff: datetime, item: list, shard_id: str | None = None,
+             attempt: int | None = None) -> None:
     """One vendor's payout in one currency: capped at its Stripe available balance, the row
-    and its movement committed before the payout is sent."""
+    and its movement committed before the payout is sent (only while this attempt still
+    holds its shard)."""
     vendor_id, currency, owed, account, start = item
     amount = min(owed, _paced(lambda: _stripe_available(account, currency)))
     if amount < current_app.config["PAYOUT_MIN_AMOUNT"]:
         return
     movement = _create_row(run_id, dry_run, vendor_id, currency, account, amount,
-                           datetime.fromisoformat(start) if start else None, cutoff)
+                           datetime.fromisoformat(start) if start else None, cutoff, shard_id, attempt)
     if movement is not None:
         _send(movement)
 
@@ -403,10 +442,14 @@ def _stripe_available(account: str, currency: str) -> int:
 
 
 def _create_row(run_id: str, dry_run: bool, vendor_id: str, currency: str, account: str, amount: int,
-                start: datetime | None, end: datetime) -> Movement | None:
+                start: datetime | None, end: datetime, shard_id: str | None = None,
+                attempt: int | None = None) -> Movement | None:
     """The payout row with its breakdown and its movement (claimed: sent at once by the
     caller), committed before anything is sent to Stripe; returns the movement (None for a
     dry run, or when this run has paid the vendor already: another holder of the shard did)."""
+    if shard_id is not None and not _holds(shard_id, attempt):
+        db.session.rollback()  # taken over (this holder was thought dead) or ended: not ours to pay
+        return None
     parts = balances.breakdown(vendor_id, currency, start, end)
     payout = Payout(run_id=run_id, vendor_id=vendor_id, dry_run=dry_run, stripe_account=account,
                     amount=amount, currency=currency, status="pending", period_start=start,
@@ -414,8 +457,11 @@ def _create_row(run_id: str, dry_run: bool, vendor_id: str, currency: str, accou
     db.session.add(payout)
     try:
         db.session.flush()
-    except IntegrityError:  # uq_payouts_run_vendor_currency
+    except IntegrityError as error:
         db.session.rollback()
+        if "uq_payouts_run_vendor_currency" not in str(error.orig) and "payouts.run_id" not in str(error.orig):
+            raise
+        log.info("payout run %s: vendor %s (%s) already paid by this run", run_id, vendor_id, currency)
         return None
     movement = None
     if not dry_run:  # sent here at once; the sweep sends it if this process dies first

@@ -57,7 +57,13 @@ def create_run(currency: str | None = None, dry_run: bool = False) -> PayoutRun:
 def run_now(currency: str | None = None, dry_run: bool = False, progress=None,
             wait_for_end: bool = True) -> PayoutRun:
     """Create a run and execute it in this process (the CLI and the daily job): this process
-    works its shards beside the workers; with `wait_for_end`, until the run has ended."""
+    works its shards beside the workers; with `wait_for_end`, until the run has ended. While
+    a run is still under way (its process was killed, and no worker took its shards over),
+    that run is resumed instead: its vendors not paid yet are paid, none twice."""
+    open_run = runs.under_way()
+    db.session.rollback()
+    if open_run is not None:
+        return runs.work(open_run, progress, until_ended=wait_for_end)
     run = PayoutRun(currency=currency, dry_run=dry_run, status="queued")
     db.session.add(run)
     db.session.flush()

@@ -75,13 +75,17 @@ def test_a_run_is_cut_into_shards_that_each_pay_their_vendors(app, emulator, sel
 def test_while_a_shard_is_open_no_other_run_starts(app, client, auth, emulator, sellers, monkeypatch):
     rows, owed = sellers
     run = planned(monkeypatch)  # the run lock is released once the shards are planned
-    assert service.run_now().error == runs.LOCKED
+    other = PayoutRun(status="queued", dry_run=False)
+    db.session.add(other)
+    db.session.commit()
+    assert runs.execute(other.id).error == runs.LOCKED
     with pytest.raises(Conflict):
         service.create_run()
     busy = client.post("/api/admin/payout-runs", json={}, headers=auth.headers("admin"))
     assert busy.status_code == 409 and busy.get_json()["error"]["code"] == "payout_run_in_progress"
     assert runs.work(run.id).status == "completed"
-    assert service.run_now().status == "completed"  # nothing owed any more: pays nobody
+    after = service.run_now()  # a new run: nothing owed any more, it pays nobody
+    assert (after.id != run.id, after.status, after.payouts_created) == (True, "completed", 0)
     assert_paid_once(emulator, rows, owed)
 
 
@@ -249,3 +253,120 @@ def test_a_live_holder_keeps_its_shard_while_a_call_outlasts_the_lease(app, emul
     assert db.session.get(PayoutRunShard, shard.id).status == "done"
     assert runs.work(run.id).status == "completed"
     assert_paid_once(emulator, rows, owed)
+
+
+def test_a_second_delivery_of_a_runs_job_never_marks_a_paying_run_failed(app, emulator, sellers, monkeypatch):
+    rows, owed = sellers
+    run = planned(monkeypatch)
+    assert runs._refuse(run.id).status == "running"  # refused only while still queued
+    second = PayoutRun(status="queued", dry_run=False)
+    db.session.add(second)
+    db.session.commit()
+    assert runs.execute(second.id).error == runs.LOCKED  # the shards of the first are open
+    assert db.session.get(PayoutRun, run.id).status == "running"
+    assert runs.work(run.id).status == "completed"
+    assert_paid_once(emulator, rows, owed)
+
+
+def test_an_interrupted_attempt_gives_its_shard_back_at_once(app, emulator, sellers, monkeypatch):
+    """A job's timeout (or any signal) raised while a shard is worked: the heartbeat stops
+    with it and the shard is queued again, never held by a lease renewed forever."""
+    import threading
+
+    class JobTimeout(BaseException):
+        pass
+
+    rows, owed = sellers
+    run = planned(monkeypatch)
+    shard = shards(run.id)[0]
+
+    def interrupted(*args, **kwargs):
+        raise JobTimeout()
+
+    monkeypatch.setattr(runs, "wait", interrupted)
+    with pytest.raises(JobTimeout):
+        runs.run_shard(shard.id)
+    monkeypatch.undo()
+    assert not [t for t in threading.enumerate() if t.name == "payout-shard-lease"]
+    back = shards(run.id)[0]
+    assert (back.status, back.error, back.locked_until) == ("queued", "interrupted: JobTimeout", None)
+    assert runs.work(run.id).status == "completed"
+    assert_paid_once(emulator, rows, owed)
+
+
+def test_running_the_payouts_again_resumes_a_run_nobody_finished(app, emulator, sellers, monkeypatch):
+    rows, owed = sellers
+    run = planned(monkeypatch)  # its process was killed; no worker took its shards
+    resumed = service.run_now()
+    assert (resumed.id, resumed.status, resumed.payouts_created) == (run.id, "completed", 3)
+    assert_paid_once(emulator, rows, owed)
+
+
+def test_a_holder_whose_shard_was_taken_over_pays_nobody_more(app, emulator, sellers, monkeypatch):
+    rows, owed = sellers
+    run = planned(monkeypatch)
+    shard = shards(run.id)[0]
+    assert runs._claim(shard_id=shard.id) == shard.id  # attempt 1, then thought dead
+    db.session.execute(update(PayoutRunShard).where(PayoutRunShard.id == shard.id)
+                       .values(locked_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    assert runs._claim(shard_id=shard.id) == shard.id  # attempt 2 holds it now
+    cutoff = db.session.get(PayoutRun, run.id).cutoff
+    db.session.rollback()
+    runs._pay_one(run.id, False, cutoff, shard.dues[0], shard.id, 1)  # the old holder, still alive
+    assert db.session.scalar(select(func.count()).select_from(Payout)) == 0
+
+
+@pytest.mark.settings(PAYOUT_SHARD_SIZE=10)
+def test_a_vendor_stripe_refuses_is_skipped_and_the_others_are_paid(app, emulator, sellers, monkeypatch):
+    from marketplace import stripe_gateway
+
+    rows, owed = sellers
+    refused = rows[1].stripe_account_id
+    real = stripe_gateway.retrieve_balance
+
+    def balance(account):
+        if account == refused:
+            raise stripe_gateway.StripeFailure("The provided key does not have access to account.",
+                                               details={"stripe_code": "account_invalid"})
+        return real(account)
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_balance", balance)
+    run = service.run_now()
+    assert (run.status, run.payouts_created, run.shards_total) == ("completed", 2, 1)
+    assert stripe_payouts(emulator, rows[1]) == []
+    assert_paid_once(emulator, [rows[0], rows[2]], owed)
+
+
+def test_a_payout_lookup_stripe_refuses_leaves_the_outcome_unknown(app, emulator, sellers, monkeypatch):
+    """Before sending again, a payout whose answer was lost is looked for; a lookup Stripe
+    refuses says nothing of the first send, so the payout is never marked failed for it (it
+    would then be owed, and paid, again)."""
+    from marketplace import stripe_gateway
+    from marketplace.movements import engine
+    from marketplace.movements.models import Movement
+
+    rows, owed = sellers
+    run = planned(monkeypatch)
+    item = shards(run.id)[0].dues[0]
+    cutoff = db.session.get(PayoutRun, run.id).cutoff
+    db.session.rollback()
+    movement = runs._create_row(run.id, False, item[0], item[1], item[3], item[2], None, cutoff)
+    runs.send_payout(movement)  # made; the answer was lost
+    db.session.execute(update(Movement).where(Movement.id == movement.id)
+                       .values(locked_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+
+    def refused(*args, **kwargs):
+        raise stripe_gateway.StripeFailure("Invalid request.", details={"stripe_code": "parameter_invalid"})
+
+    monkeypatch.setattr(stripe_gateway, "list_payouts", refused)
+    assert engine.drive(movement.id) == "unknown"
+    assert db.session.get(Payout, db.session.get(Movement, movement.id).payout_id).status == "pending"
+    monkeypatch.undo()
+    follow_emulator_clock(monkeypatch, emulator)
+    db.session.execute(update(Movement).where(Movement.id == movement.id).values(next_attempt_at=utcnow()))
+    db.session.commit()
+    assert engine.drive(movement.id) == "succeeded"
+    seller = next(s for s in rows if s.id == item[0])
+    assert [p["amount"] for p in stripe_payouts(emulator, seller)] == [owed[seller.id]]

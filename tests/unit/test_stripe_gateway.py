@@ -44,3 +44,31 @@ def test_connection_and_server_errors_are_503_never_500():
 def test_authentication_errors_are_502_without_the_key():
     mapped = translate_error(stripe.AuthenticationError("Invalid API Key provided: sk_live_****", http_status=401))
     assert mapped.status == 502 and "sk_live" not in mapped.message
+
+
+def test_the_pace_lets_a_request_go_when_its_shared_window_is_unreachable(caplog):
+    """Redis down must not stop every Stripe call: the request goes unpaced (Stripe's 429 is
+    then the limit, an unknown outcome to every caller), and the lapse is logged."""
+    import time
+
+    from marketplace.stripe_gateway import Pace
+
+    pace = Pace(1, 1, "redis://127.0.0.1:1/0")  # nothing listens there
+    started = time.monotonic()
+    pace.take("GET")
+    pace.take("POST")
+    assert time.monotonic() - started < 5
+    assert "request sent unpaced" in caplog.text
+
+
+def test_the_pace_makes_a_caller_wait_for_room_in_the_window():
+    import time
+
+    from marketplace.stripe_gateway import Pace
+
+    pace = Pace(2, 0, "memory://")
+    started = time.monotonic()
+    for _ in range(3):
+        pace.take("GET")  # the third waits for the first to leave the one-second window
+    pace.take("POST")  # writes are not paced (0)
+    assert 0.9 <= time.monotonic() - started < 2.5
