@@ -29,6 +29,13 @@ def flush_redis(url: str) -> None:
     Redis.from_url(url).flushdb()
 
 
+def spawn(cmd: list[str], cwd, env: dict, log) -> subprocess.Popen:
+    """Start `cmd` in a session of its own (stop() ends it with its children), its output to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Stop a process started in its own session, with its children."""
     if proc.poll() is None:

@@ -43,6 +43,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+import _stack  # noqa: E402
 from _stack import cpu_by_group, flush_redis, free_port, psql, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,9 +66,7 @@ class BenchError(RuntimeError):
 
 
 def spawn(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    return _stack.spawn(cmd, ROOT, env, log)
 
 
 def wait_for(check, what: str, seconds: float = 60.0, every: float = 0.1):

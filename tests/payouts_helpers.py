@@ -68,3 +68,22 @@ def payouts_of(seller):
 
     db.session.rollback()
     return list(db.session.scalars(select(Payout).where(Payout.vendor_id == seller.id, Payout.dry_run.is_(False))))
+
+
+def three_sellers(client, auth, emulator):
+    """Three vendors with one settled sale each (2000, 3000, 4000), the clock past the hold:
+    (the vendors, what the ledger owes each)."""
+    shopper = auth.headers("shopper")
+    rows = [vendor(emulator) for _ in range(3)]
+    for index, seller in enumerate(rows):
+        sell(client, shopper, seller, 1000 * (index + 2), emulator)
+    advance(emulator, 8)
+    return rows, {seller.id: ledger_balance(seller) for seller in rows}
+
+
+def assert_paid_once(emulator, rows, owed) -> None:
+    """Each vendor has exactly one payout at Stripe, of what it was owed, and owes nothing more."""
+    for seller in rows:
+        on_stripe = stripe_payouts(emulator, seller)
+        assert [p["amount"] for p in on_stripe] == [owed[seller.id]], seller.id
+        assert ledger_balance(seller) == 0

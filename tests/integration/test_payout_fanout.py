@@ -15,7 +15,9 @@ from marketplace.errors import Conflict
 from marketplace.extensions import db
 from marketplace.payouts import runs, service
 from marketplace.payouts.models import Payout, PayoutRun, PayoutRunShard
-from tests.payouts_helpers import advance, follow_emulator_clock, ledger_balance, sell, stripe_payouts, vendor
+from tests.payouts_helpers import (
+    assert_paid_once, follow_emulator_clock, ledger_balance, stripe_payouts, three_sellers,
+)
 
 pytestmark = [pytest.mark.needs("emulator"), pytest.mark.settings(PAYOUT_SHARD_SIZE=1)]
 
@@ -27,19 +29,8 @@ def _emulator_clock(monkeypatch, emulator):
 
 @pytest.fixture
 def sellers(client, auth, emulator):
-    shopper = auth.headers("shopper")
-    rows = [vendor(emulator) for _ in range(3)]
-    for index, seller in enumerate(rows):
-        sell(client, shopper, seller, 1000 * (index + 2), emulator)
-    advance(emulator, 8)
-    return rows, {seller.id: ledger_balance(seller) for seller in rows}
+    return three_sellers(client, auth, emulator)
 
-
-def assert_paid_once(emulator, rows, owed) -> None:
-    for seller in rows:
-        on_stripe = stripe_payouts(emulator, seller)
-        assert [p["amount"] for p in on_stripe] == [owed[seller.id]], seller.id
-        assert ledger_balance(seller) == 0
 
 
 def planned(monkeypatch) -> PayoutRun:

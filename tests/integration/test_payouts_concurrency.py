@@ -13,7 +13,7 @@ from marketplace.movements import engine
 from marketplace.movements.models import Movement
 from marketplace.payouts import service
 from tests.payouts_helpers import (
-    advance, follow_emulator_clock, ledger_balance, payouts_of, sell, stripe_payouts, vendor,
+    assert_paid_once, follow_emulator_clock, ledger_balance, payouts_of, stripe_payouts, three_sellers,
 )
 
 pytestmark = pytest.mark.needs("emulator")
@@ -26,21 +26,8 @@ def _emulator_clock(monkeypatch, emulator):
 
 @pytest.fixture
 def sellers(client, auth, emulator):
-    shopper = auth.headers("shopper")
-    rows = [vendor(emulator) for _ in range(3)]
-    for index, seller in enumerate(rows):
-        sell(client, shopper, seller, 1000 * (index + 2), emulator)
-    advance(emulator, 8)
-    owed = {seller.id: ledger_balance(seller) for seller in rows}
-    return rows, owed
+    return three_sellers(client, auth, emulator)
 
-
-def assert_paid_once(emulator, rows, owed) -> None:
-    for seller in rows:
-        on_stripe = stripe_payouts(emulator, seller)
-        assert len(on_stripe) == 1 and on_stripe[0]["amount"] == owed[seller.id], seller.id
-        assert [p.stripe_payout_id for p in payouts_of(seller)] == [on_stripe[0]["id"]]
-        assert ledger_balance(seller) == 0
 
 
 def test_two_concurrent_runs_never_pay_a_vendor_twice(app, emulator, sellers, pg_only, monkeypatch):
