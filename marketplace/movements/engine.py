@@ -138,6 +138,8 @@ def attempt(movement: Movement, look_only: bool = False, found: dict | None = No
     looked = movement.by_stripe or canceled or look_only or movement.outcome_unknown
     try:  # a lookup that fails, however definitely, says nothing of what an earlier send made
         result = found if found is not None else kind.find(movement) if looked else None
+    except UNKNOWN as error:
+        return _unknown(movement, f"{error.code}: {error.message}")
     except AppError as error:
         return _unknown(movement, f"looking it up failed: {error.code}: {error.message}")
     try:  # Stripe's side only: an error here is Stripe's answer to the send
