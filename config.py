@@ -143,6 +143,13 @@ class Config:
         self.STRIPE_ONBOARDING_REFRESH_URL = (
             env.get("STRIPE_ONBOARDING_REFRESH_URL") or "http://localhost:5000/onboarding/refresh"
         )
+        # Where Stripe Checkout sends the shopper back; `{CHECKOUT_SESSION_ID}` is filled in by
+        # Stripe, `{ORDER_ID}` by the app.
+        self.CHECKOUT_SUCCESS_URL = (
+            env.get("CHECKOUT_SUCCESS_URL")
+            or "http://localhost:5000/orders/{ORDER_ID}/paid?session_id={CHECKOUT_SESSION_ID}"
+        )
+        self.CHECKOUT_CANCEL_URL = env.get("CHECKOUT_CANCEL_URL") or "http://localhost:5000/orders/{ORDER_ID}"
 
 class DevelopmentConfig(Config):
     """Local development and the demo: emulator keys, SQLite, inline jobs."""

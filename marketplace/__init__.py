@@ -100,6 +100,7 @@ def _import_models() -> None:
     import marketplace.payouts.models  # noqa: F401
     import marketplace.reconciliation.models  # noqa: F401
     import marketplace.vendors.models  # noqa: F401
+    import marketplace.wallets.models  # noqa: F401
     import marketplace.webhooks.models  # noqa: F401
 
 
@@ -118,12 +119,14 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.reports.routes import blp as admin_reports_blp
     from marketplace.vendors.admin_routes import blp as admin_vendors_blp
     from marketplace.vendors.routes import blp as vendors_blp
+    from marketplace.wallets.routes import blp as wallets_blp
     from marketplace.webhooks.admin_routes import blp as admin_webhooks_blp
     from marketplace.webhooks.routes import blp as webhooks_blp
 
     for blp in (
         health_blp, auth_blp, vendors_blp, products_blp, orders_blp, payments_blp,
         admin_vendors_blp, webhooks_blp, admin_webhooks_blp, vendor_payouts_blp, admin_payouts_blp,
+        wallets_blp,
     ):
         api.register_blueprint(blp)
     for blp in (admin_reconciliation_blp, admin_reports_blp, admin_audit_blp, admin_movements_blp):

@@ -225,6 +225,7 @@ def create_account_link(account_id: str, refresh_url: str, return_url: str) -> d
     return to_dict(client().v1.account_links.create(params))
 
 
+
 @_stripe_call()
 def retrieve_payment_intent(payment_intent_id: str, expand: list[str] | None = None) -> dict:
     """The PaymentIntent as Stripe sees it now (with `expand` paths when given)."""
@@ -361,9 +362,12 @@ def create_payment_intent(params: dict, idempotency_key: str) -> dict:
 
 @_stripe_call(client_params=("payment_method",))
 def confirm_payment_intent(payment_intent_id: str, payment_method: str, idempotency_key: str,
-                           expand: list[str] | None = None) -> dict:
-    """Confirm a PaymentIntent with a payment method; a decline raises PaymentDeclined (402)."""
+                           expand: list[str] | None = None, setup_future_usage: str | None = None) -> dict:
+    """Confirm a PaymentIntent with a payment method (saved on its Customer for later when
+    `setup_future_usage` is given); a decline raises PaymentDeclined (402)."""
     params: dict[str, Any] = {"payment_method": payment_method}
+    if setup_future_usage:
+        params["setup_future_usage"] = setup_future_usage
     if expand:
         params["expand"] = expand
     intent = client().v1.payment_intents.confirm(payment_intent_id, params, _opts(idempotency_key))
@@ -496,3 +500,71 @@ def create_webhook_endpoint(params: dict) -> dict:
 def update_webhook_endpoint(endpoint_id: str, params: dict) -> dict:
     """Change a webhook endpoint (its url, events, disabled)."""
     return to_dict(client().v1.webhook_endpoints.update(endpoint_id, params))
+
+
+@_stripe_call(client_params=("email",))
+def create_customer(params: dict, idempotency_key: str) -> dict:
+    """A Customer (one per shopper: the key is derived from the user id)."""
+    return to_dict(client().v1.customers.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def list_customers(email: str) -> list[dict]:
+    """The Customers with this email (to find one whose creation's answer was lost)."""
+    return [to_dict(item) for item in client().v1.customers.list({"email": email, "limit": 100}).auto_paging_iter()]
+
+
+@_stripe_call(client_params=("email",))
+def update_customer(customer_id: str, params: dict) -> dict:
+    """Change a Customer (its email, its default payment method)."""
+    return to_dict(client().v1.customers.update(customer_id, params))
+
+
+@_stripe_call(client_params=("payment_method",))
+def retrieve_payment_method(payment_method_id: str) -> dict:
+    """A PaymentMethod (its card's brand, last4 and expiry; its customer)."""
+    return to_dict(client().v1.payment_methods.retrieve(payment_method_id))
+
+
+@_stripe_call(client_params=("payment_method",))
+def attach_payment_method(payment_method_id: str, customer_id: str, idempotency_key: str) -> dict:
+    """Attach a PaymentMethod to a Customer (Stripe answers with the attached one)."""
+    return to_dict(client().v1.payment_methods.attach(
+        payment_method_id, {"customer": customer_id}, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def detach_payment_method(payment_method_id: str) -> dict:
+    """Detach a PaymentMethod from its Customer (it cannot be used again)."""
+    return to_dict(client().v1.payment_methods.detach(payment_method_id))
+
+
+@_stripe_call()
+def create_setup_intent(params: dict, idempotency_key: str) -> dict:
+    """A SetupIntent saving a card for later (off-session) use."""
+    return to_dict(client().v1.setup_intents.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def update_payment_intent(payment_intent_id: str, params: dict) -> dict:
+    """Change a PaymentIntent not yet confirmed (e.g. give it the shopper's Customer)."""
+    return to_dict(client().v1.payment_intents.update(payment_intent_id, params))
+
+
+@_stripe_call()
+def create_checkout_session(params: dict, idempotency_key: str) -> dict:
+    """A Stripe Checkout Session (key derived from the order and its session count)."""
+    return to_dict(client().v1.checkout.sessions.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def retrieve_checkout_session(session_id: str) -> dict:
+    """A Checkout Session as Stripe sees it now (its status and PaymentIntent)."""
+    return to_dict(client().v1.checkout.sessions.retrieve(session_id))
+
+
+@_stripe_call()
+def expire_checkout_session(session_id: str) -> dict:
+    """Expire an open Checkout Session; Stripe refuses one no longer open (the caller reads
+    its state again)."""
+    return to_dict(client().v1.checkout.sessions.expire(session_id))

@@ -18,10 +18,14 @@ def _charge(emu, obj, out):
 
 
 def includable(emu, node, field):
-    """A list Stripe shows only when expanded (`expand[]=refunds` on a charge)."""
+    """A list Stripe shows only when expanded (`expand[]=refunds` on a charge,
+    `expand[]=line_items` on a Checkout Session)."""
     obj = emu.store.find(node["id"])
     if node.get("object") == "charge" and field == "refunds":
         return sublist(emu, obj["_refunds"], "/v1/charges/%s/refunds" % obj["id"])
+    if node.get("object") == "checkout.session" and field == "line_items":
+        from .resources.checkout import line_items
+        return line_items(obj)
     return None
 
 

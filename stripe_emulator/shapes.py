@@ -11,7 +11,8 @@ import json
 
 from . import reference
 
-INCLUDABLE = {"charge": frozenset({"refunds"})}
+INCLUDABLE = {"charge": frozenset({"refunds"}),
+              "checkout.session": frozenset({"line_items"})}
 
 
 @functools.lru_cache(maxsize=1)

@@ -71,6 +71,38 @@ def place_and_pay(tour) -> None:
         tour.orders.append((shopper, order))
 
 
+def wallet_and_checkout(tour) -> None:
+    """Sofia saves a card through a SetupIntent, makes it her default and pays a three-vendor
+    order with it (no payment method named); Sam pays an order on Stripe's hosted Checkout."""
+    sam, sofia = tour.shoppers
+    setup = tour.api.call("POST", "/api/payment-methods/setup-intent", sofia.token, expect=201)
+    confirmed = tour.emulator("POST", f"/v1/setup_intents/{setup['setup_intent_id']}/confirm",
+                              headers={"Authorization": "Bearer sk_test_emulator"},
+                              data={"payment_method": "pm_card_mastercard"})
+    card = tour.api.call("POST", "/api/payment-methods", sofia.token, expect=201,
+                         json={"payment_method": confirmed["payment_method"]})
+    tour.api.call("PUT", f"/api/payment-methods/{card['id']}/default", sofia.token)
+    order = _order(tour, sofia, [("vera", 0, 1), ("victor", 1, 2), ("valentina", 0, 1)])
+    tour.api.call("POST", f"/api/orders/{order['id']}/payment-intent", sofia.token, expect=201)
+    tour.api.call("POST", f"/api/orders/{order['id']}/confirm", sofia.token, json={})
+    tour.notes.append(f"saved card {card['brand']} ...{card['last4']} (SetupIntent), default, paid a "
+                      "three-vendor order without naming it")
+    hosted = _order(tour, sam, [("vera", 1, 1), ("valentina", 1, 1)])
+    session = tour.api.call("POST", f"/api/orders/{hosted['id']}/checkout-session", sam.token, expect=201)
+    page = tour.api.session.get(session["url"], params={"payment_method": "pm_card_visa"},
+                                allow_redirects=False, timeout=30)
+    if page.status_code not in (302, 303):
+        raise DemoError(f"the hosted checkout page answered {page.status_code}")
+    tour.notes.append("a two-vendor order paid on Stripe Checkout, booked from checkout.session.completed")
+    for shopper, paid in ((sofia, order), (sam, hosted)):
+        _wait_status(tour, shopper, paid["id"], "paid")
+        _wait_transferred(tour, shopper, paid["id"])
+        tour.orders.append((shopper, paid))
+    receipt = tour.api.call("GET", f"/api/orders/{hosted['id']}/receipt", sam.token)
+    tour.notes.append(f"receipt of the Checkout order: total {receipt['total']}, card {receipt['card']['brand']} "
+                      f"...{receipt['card']['last4']}")
+
+
 def refund_partially(tour) -> None:
     """The admin refunds part of the three-vendor order (an odd amount, spread over vendors)."""
     sofia, multi = tour.orders[1]

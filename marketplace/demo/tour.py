@@ -142,6 +142,8 @@ STEPS = [
     ("Listing products", lambda tour, app: list_products(tour)),
     ("Placing and paying orders (one vendor, three vendors, a decline, 3-D Secure)",
      lambda tour, app: shopping.place_and_pay(tour)),
+    ("Saving a card and paying with it; paying on Stripe's hosted Checkout",
+     lambda tour, app: shopping.wallet_and_checkout(tour)),
     ("Refunding part of the three-vendor order", lambda tour, app: shopping.refund_partially(tour)),
     ("A disputed charge: opened, vendor share recovered, won", lambda tour, app: shopping.open_and_win_dispute(tour)),
     ("Advancing Stripe's clock three days (funds become available)", lambda tour, app: shopping.advance_clock(tour)),

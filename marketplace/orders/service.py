@@ -199,7 +199,11 @@ def expire_unpaid_orders(now: datetime | None = None, limit: int = 500) -> int:
 
 def _cancel(order_id: str, payment_intent_id: str | None, action: str) -> Order:
     """Cancel the PaymentIntent read with the order, then the order if it is still unpaid and
-    still has that PaymentIntent (a new one made meanwhile was not canceled: 409)."""
+    still has that PaymentIntent (a new one made meanwhile was not canceled: 409). An open
+    Checkout Session is expired at Stripe first (one that completed meanwhile: 409)."""
+    from marketplace.payments import checkout
+
+    checkout.close_open(order_id)
     if payment_intent_id:
         _cancel_payment(order_id, payment_intent_id)
     same_intent = (Order.payment_intent_id == payment_intent_id if payment_intent_id

@@ -45,11 +45,45 @@ class Payment(db.Model):
     decline_code: Mapped[str | None] = mapped_column(String(100))
     confirm_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The card that paid, as the charge shows it, and Stripe's receipt page.
+    card_brand: Mapped[str | None] = mapped_column(String(32))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    receipt_url: Mapped[str | None] = mapped_column(Text)
+    # The shopper's Stripe Customer the PaymentIntent was given (None: none).
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    # The Stripe Checkout Session that made this PaymentIntent (None: the API's own).
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 
     # `payment_summary` is the seam OrderSchema reads for the Order's `payment` field.
     order: Mapped[Order] = relationship(backref=backref("payment_summary", uselist=False))
+
+
+CHECKOUT_STATUSES = ("open", "complete", "expired")
+
+
+class CheckoutSession(db.Model):
+    """A Stripe Checkout Session paying an order. An order has at most one open session and,
+    while it does, no PaymentIntent of the API's own (see payments.checkout)."""
+
+    __tablename__ = "checkout_sessions"
+    __table_args__ = (
+        CheckConstraint(_in("status", CHECKOUT_STATUSES), name="status"),
+        Index("ix_checkout_sessions_order_id_status", "order_id", "status"),
+    )
+
+    id: Mapped[str] = id_column("chk")
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    # How many sessions the order had before this one (the Stripe idempotency key's part).
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    stripe_session_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 
 
 class Refund(db.Model):

@@ -37,7 +37,7 @@ from marketplace.payments import ledger_entries as entries
 from marketplace.ledger.accounts import APPLICATION_FEE
 from marketplace.ledger.models import JournalEntry
 from marketplace.movements.models import Movement
-from marketplace.payments import movement_kinds, transfers
+from marketplace.payments import checkout, movement_kinds, transfers
 from marketplace.payments.intent_events import (
     handle_payment_intent_canceled,
     handle_payment_intent_failed,
@@ -47,6 +47,9 @@ from marketplace.payments.locking import lock_order, locked_payment, payment_for
 from marketplace.payments.models import Payment
 from marketplace.transaction import atomic
 from marketplace.vendors.models import Vendor
+from marketplace.wallets import service as wallets
+from marketplace.wallets.models import Customer
+from marketplace.wallets.service import customer_of
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +80,35 @@ def payment_intent_key(order_id: str) -> str:
     return f"payment-intent-{order_id}"
 
 
-@atomic
 def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
-    """The order's PaymentIntent, made once whatever the retries; (payment, created now)."""
+    """The order's PaymentIntent, made once whatever the retries; (payment, created now).
+
+    An open Checkout Session of the order is expired at Stripe first: one way to pay at a time."""
+    checkout.close_open(order_id)
+    return _create_payment_intent(user, order_id)
+
+
+@atomic
+def _create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     order = _own_order(user, order_id, lock=True)
     existing = order.payment_summary
     if existing is not None and order.status != "canceled":
         return existing, idempotency.recovered("payment") == existing.id
     if order.status not in PAYABLE:
         raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    if checkout.open_session_of(order.id) is not None:  # opened since close_open looked
+        raise Conflict("A hosted checkout was opened for this order meanwhile; try again.",
+                       code="checkout_session_open", headers={"Retry-After": "1"})
     _refuse_suspended_destination(order)
+    customer = customer_of(user.id)
     # The order row stays locked over this one call, so concurrent callers wait and then
     # find the Payment; the idempotency key covers what a lock cannot (a crash, a retry).
-    intent = stripe_gateway.create_payment_intent(_intent_params(order), payment_intent_key(order.id))
+    intent = stripe_gateway.create_payment_intent(_intent_params(order, user, customer), payment_intent_key(order.id))
     payment = Payment(
         order_id=order.id, shopper_id=order.shopper_id, payment_intent_id=intent["id"],
         client_secret=intent["client_secret"], charge_type=order.charge_type, amount=order.total,
         currency=order.currency, application_fee_amount=intent.get("application_fee_amount"),
-        status=intent["status"],
+        status=intent["status"], stripe_customer_id=intent.get("customer"),
     )
     db.session.add(payment)
     order.payment_intent_id = intent["id"]
@@ -121,12 +135,14 @@ def _own_order(user: User, order_id: str, lock: bool = False) -> Order:
     return order
 
 
-def _intent_params(order: Order) -> dict:
+def _intent_params(order: Order, user: User, customer: Customer | None) -> dict:
     params = {
         "amount": order.total, "currency": order.currency,
         "automatic_payment_methods": AUTOMATIC_PAYMENT_METHODS,
-        "metadata": {"order_id": order.id},
+        "metadata": {"order_id": order.id}, "receipt_email": user.email,
     }
+    if customer is not None:  # its saved cards can pay, and a card used can be saved on it
+        params["customer"] = customer.stripe_customer_id
     if order.charge_type == "destination":
         split = order.splits[0]
         vendor = db.session.get(Vendor, split.vendor_id)
@@ -137,15 +153,24 @@ def _intent_params(order: Order) -> dict:
     return params
 
 
-def confirm(user: User, order_id: str, payment_method: str) -> dict:
-    """Confirm the order's PaymentIntent; success marks the order paid before answering."""
+def confirm(user: User, order_id: str, payment_method: str | None = None, save: bool = False) -> dict:
+    """Confirm the order's PaymentIntent; success marks the order paid before answering.
+
+    The payment method is a card saved on the shopper's Customer, the default one when none
+    is named, or a one-off (test) payment method; `save` keeps the card used on the Customer
+    for later (`setup_future_usage=off_session`: Stripe attaches it when the payment succeeds)."""
     fraud.check_failed_payments(user.id)
+    payment_method, saved = wallets.payment_method_for(user, payment_method)
     payment, _ = create_payment_intent(user, order_id)
     if payment.status == "succeeded":
         return _result(payment, None)
-    payment_id, intent_id, key = _confirmation(order_id, payment.id, payment_method)
+    if saved or save:
+        _give_customer(payment, wallets.ensure_customer(user))
+    payment_id, intent_id, key = _confirmation(order_id, payment.id, payment_method, save)
     try:  # no transaction is open over the network call; Stripe's answer is booked as it is
-        intent = stripe_gateway.confirm_payment_intent(intent_id, payment_method, key, expand=SUCCESS_EXPAND)
+        intent = stripe_gateway.confirm_payment_intent(
+            intent_id, payment_method, key, expand=SUCCESS_EXPAND + ["payment_method"],
+            setup_future_usage=wallets.SETUP_USAGE if save else None)
     except stripe_gateway.PaymentDeclined:
         fraud.record_failed_payment(user.id)
         _next_attempt(payment_id)
@@ -161,23 +186,37 @@ def confirm(user: User, order_id: str, payment_method: str) -> dict:
             raise
     if intent["status"] != "succeeded":
         _next_attempt(payment_id)
+    elif save and isinstance(intent.get("payment_method"), dict):
+        wallets.record_attached(intent["payment_method"])  # also told by payment_method.attached
     return _after_confirm(db.session.get(Payment, payment_id), intent)
 
 
+def _give_customer(payment: Payment, customer: Customer) -> None:
+    """A PaymentIntent made before the shopper had a Customer is given it before a saved card
+    pays it or a card is saved by it (Stripe needs both on the same Customer)."""
+    if payment.stripe_customer_id == customer.stripe_customer_id:
+        return
+    stripe_gateway.update_payment_intent(payment.payment_intent_id, {"customer": customer.stripe_customer_id})
+    db.session.execute(update(Payment).where(Payment.id == payment.id)
+                       .values(stripe_customer_id=customer.stripe_customer_id))
+    db.session.commit()
+
+
 @atomic
-def _confirmation(order_id: str, payment_id: str, payment_method: str) -> tuple[str, str, str]:
+def _confirmation(order_id: str, payment_id: str, payment_method: str, save: bool = False) -> tuple[str, str, str]:
     """The order may be paid now: (payment id, PaymentIntent id, this attempt's key)."""
     order = db.session.get(Order, order_id)
     if order.status not in PAYABLE:
         raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
     _refuse_suspended_destination(order)
     payment = db.session.get(Payment, payment_id)
-    return payment.id, payment.payment_intent_id, confirm_key(payment, payment_method)
+    return payment.id, payment.payment_intent_id, confirm_key(payment, payment_method, save)
 
 
-def confirm_key(payment: Payment, payment_method: str) -> str:
-    """Same attempt and card, same key: a retry after a timeout or a 5xx cannot confirm twice."""
-    digest = hashlib.sha256(payment_method.encode()).hexdigest()[:16]
+def confirm_key(payment: Payment, payment_method: str, save: bool = False) -> str:
+    """Same attempt, card and choice to save it, same key: a retry after a timeout or a 5xx
+    cannot confirm twice."""
+    digest = hashlib.sha256(f"{payment_method}{'+save' if save else ''}".encode()).hexdigest()[:16]
     return f"confirm-{payment.id}-{payment.confirm_attempts}-{digest}"
 
 
@@ -217,7 +256,10 @@ def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
     does) is left as it is, with no call to Stripe: the event says nothing the answer did not,
     and what comes later (the charge settling) is announced by `charge.updated`."""
     payment = payment_for_intent(payment_intent["id"])
+    session_id = checkout.session_for_intent(payment_intent) if payment is None else None
     db.session.rollback()
+    if session_id is not None:  # a Checkout Session's, before its checkout.session.completed
+        return checkout.handle_session_completed({"id": session_id})
     if payment is None or payment.status == "succeeded":  # not ours (no Stripe call for it), or applied
         return payment
     return book_payment_intent(payment_intent["id"])
@@ -331,6 +373,9 @@ def _record_success(payment: Payment, order: Order, charge: dict) -> None:
     payment.status = "succeeded"
     payment.stripe_charge_id = charge["id"]
     payment.decline_code = None
+    card = (charge.get("payment_method_details") or {}).get("card") or {}
+    payment.card_brand, payment.card_last4 = card.get("brand"), card.get("last4")
+    payment.receipt_url = charge.get("receipt_url")
     payment.succeeded_at = payment.succeeded_at or utcnow()
     bt = charge.get("balance_transaction")
     if isinstance(bt, dict):  # null until the charge settles

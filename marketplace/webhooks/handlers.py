@@ -11,11 +11,12 @@ import inspect
 from typing import Callable
 
 from marketplace.movements import engine
-from marketplace.payments import adoption, disputes, refunds, transfers
+from marketplace.payments import adoption, checkout, disputes, refunds, transfers
 from marketplace.payments import service as payments
 from marketplace.payouts import service as payouts
 from marketplace.stripe_gateway import StripeFailure
 from marketplace.vendors import service as vendors
+from marketplace.wallets import service as wallets
 
 Handler = Callable[[dict], None]
 
@@ -59,6 +60,12 @@ HANDLERS: dict[str, Handler] = {
     "payment_intent.payment_failed": on_object(payments.handle_payment_intent_failed, none_is_ignored=True),
     "payment_intent.canceled": on_object(payments.handle_payment_intent_canceled, none_is_ignored=True),
     "payment_intent.requires_action": on_object(payments.handle_requires_action, none_is_ignored=True),
+    "checkout.session.completed": on_object(checkout.handle_session_completed, none_is_ignored=True),
+    "checkout.session.async_payment_succeeded": on_object(checkout.handle_session_completed, none_is_ignored=True),
+    "checkout.session.async_payment_failed": on_object(checkout.handle_async_payment_failed, none_is_ignored=True),
+    "checkout.session.expired": on_object(checkout.handle_session_expired, none_is_ignored=True),
+    "payment_method.attached": on_object(wallets.handle_attached, none_is_ignored=True),
+    "payment_method.detached": on_object(wallets.handle_detached, none_is_ignored=True),
     "charge.updated": on_object(payments.handle_charge_updated, none_is_ignored=True),
     "charge.refunded": on_object(adoption.handle_charge_refunded),
     "refund.updated": on_object(refunds.handle_refund_updated),

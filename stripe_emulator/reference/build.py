@@ -304,12 +304,15 @@ def _param_kind(tp, ns, seen):
     return "any"
 
 
-def _params(class_name: str | None) -> dict:
+def _params(class_name: str | None, service_module: str) -> dict:
+    """The parameter tree of a params class, found where the service imports it from
+    (`stripe.params.checkout._session_create_params` for a Checkout service)."""
     if class_name is None:
         return {}
     snake = re.sub(r"(?<!^)(?=[A-Z])", "_", class_name).lower()
-    module = importlib.import_module("stripe.params._" + snake)
-    return _param_tree(getattr(module, class_name), vars(module))
+    where, name = _aliases(service_module).get(class_name, ("stripe.params._" + snake, class_name))
+    module = importlib.import_module(where)
+    return _param_tree(getattr(module, name), vars(module))
 
 
 def endpoint_key(method: str, template: str) -> str:
@@ -333,7 +336,7 @@ def build(served: set[str]) -> dict:
         if key not in served or key in endpoints:
             continue
         returned = _returned(module, returns)
-        endpoints[key] = {"params": _params(params), "returns": returned}
+        endpoints[key] = {"params": _params(params, module), "returns": returned}
     from stripe._error_object import ErrorObject
 
     objects.shapes["error"] = objects.fields(ErrorObject, "error", "stripe._error_object")

@@ -1,3 +1,4 @@
 """Stripe resources; importing this package registers every route."""
-from . import (accounts, balance, charges, controls, disputes, events, fees,  # noqa: F401
-               payment_intents, payouts, refunds, transfers)
+from . import (accounts, balance, charges, checkout, controls, customers,  # noqa: F401
+               disputes, events, fees, payment_intents, payment_methods, payouts, refunds,
+               setup_intents, transfers)

@@ -1,8 +1,6 @@
 """Stripe's test PaymentMethods (`pm_card_*`) and how each behaves (docs.stripe.com/testing)."""
 from collections import namedtuple
 
-from ..errors import StripeError
-
 # behaviour: "succeed"; "decline" (code, decline_code); "authenticate" (when: always |
 # unless_setup | on_session, then: succeed | a decline code). Flags: dispute reason, funds
 # available at once, refunds that fail or wait later.
@@ -92,15 +90,6 @@ CARDS = {
 }
 
 
-def card(pm_id, param="payment_method"):
-    """The test card behind a PaymentMethod id, or Stripe's 400 for an unknown one."""
-    found = CARDS.get(pm_id) if isinstance(pm_id, str) else None
-    if found is None:
-        raise StripeError("No such PaymentMethod: '%s'" % pm_id, code="resource_missing",
-                          param=param, status=400)
-    return found
-
-
 def billing_details():
     """Empty billing details as Stripe shows them."""
     return {"address": {"city": None, "country": None, "line1": None, "line2": None,
@@ -108,11 +97,12 @@ def billing_details():
             "email": None, "name": None, "phone": None, "tax_id": None}
 
 
-def payment_method(emu, pm_id, customer=None):
-    """The PaymentMethod object of a test payment method id."""
+def payment_method(emu, pm_id):
+    """A new (unattached) PaymentMethod object of a test card; its id is given by the caller
+    (see payment_methods.new_payment_method)."""
     info = CARDS[pm_id]
     return {"id": pm_id, "object": "payment_method", "allow_redisplay": "unspecified",
-            "created": emu.now(), "livemode": False, "type": "card", "customer": customer,
+            "created": emu.now(), "livemode": False, "type": "card", "customer": None,
             "customer_account": None,
             "metadata": {}, "billing_details": billing_details(),
             "card": card_details(info)}

@@ -9,7 +9,8 @@ announces them. Until then the API shows them as null, in responses and in the
 """
 from .. import money
 from ..routes import route
-from .cards import CARDS, billing_details, card_details, decline_message
+from ..state import clone
+from .cards import CARDS, billing_details, decline_message
 from .common import list_response, show
 
 
@@ -56,16 +57,19 @@ def new_charge(emu, owner, amount, cur, **fields):
 
 
 def card_charge(emu, pi, pm_id, ok=True, decline=None, code="card_declined"):
-    """The Charge of a PaymentIntent's confirmation (succeeded or failed)."""
-    info = CARDS[pm_id]
-    details = card_details(info)
+    """The Charge of a PaymentIntent's confirmation (succeeded or failed) with the stored
+    PaymentMethod `pm_id`: its card's details, billing details and behaviour."""
+    pm = emu.store.find(pm_id)
+    info = CARDS[pm["_card"]]
+    details = pm["card"]
     fields = dict(
         payment_intent=pi["id"], payment_method=pm_id, description=pi["description"],
+        billing_details=clone(pm["billing_details"]),
         metadata=dict(pi["metadata"]), on_behalf_of=pi["on_behalf_of"],
         customer=pi.get("customer"),
         transfer_data=pi["transfer_data"] and dict(pi["transfer_data"]),
         transfer_group=pi["transfer_group"], receipt_email=pi["receipt_email"],
-        application_fee_amount=pi["application_fee_amount"], _card=pm_id,
+        application_fee_amount=pi["application_fee_amount"], _card=pm["_card"],
         payment_method_details={"type": "card", "card": {
             "amount_authorized": pi["amount"] if ok else None,
             "authorization_code": "123456" if ok else None,

@@ -8,9 +8,11 @@ from ..limits import LimitsError
 from ..routes import route
 from ..webhooks import MODES as WEBHOOK_MODES
 from .accounts import onboard
+from .checkout import expire_due
 from .disputes import close_dispute
 from .payment_intents import authenticated, authentication_failed
 from .payouts import advance_payouts
+from . import setup_intents
 from .refunds import FAILURE_REASONS, fail_refund
 
 
@@ -65,6 +67,7 @@ def advance_clock(ctx):
         before = emu.now()
         now = emu.clock.advance(seconds)
         advance_payouts(emu)
+        expire_due(emu)
         announce_available(emu, before, now)
         emu.after_change()
     return {"now": now}
@@ -262,23 +265,38 @@ def fail(ctx):
         return emu.render(fail_refund(emu, refund, reason))
 
 
+# what each kind of intent the customer authenticates does: (object kind, query parameter
+# of the return_url, on success, on failure)
+AUTHENTICATED = {
+    "payment_intents": ("payment_intent", "payment_intent", authenticated,
+                        authentication_failed),
+    "setup_intents": ("setup_intent", "setup_intent", setup_intents.authenticated,
+                      setup_intents.authentication_failed),
+}
+
+
 def _authenticate(ctx, outcome):
+    """The customer completes (or fails) 3-D Secure for the intent of the path."""
     emu = ctx.emu
-    pi = emu.store.find(ctx.args["pid"])
-    if pi is None or pi["_kind"] != "payment_intent":
-        raise not_found("payment_intent", ctx.args["pid"])
-    if pi["status"] != "requires_action":
-        raise StripeError("PaymentIntent %s does not require action (status %s)."
-                          % (pi["id"], pi["status"]), code="payment_intent_unexpected_state")
+    kind, _, on_success, on_failure = AUTHENTICATED[ctx.path.split("/")[2]]
+    intent = emu.store.find(ctx.args["iid"])
+    if intent is None or intent["_kind"] != kind:
+        raise not_found(kind, ctx.args["iid"])
+    if intent["status"] != "requires_action":
+        raise StripeError("%s %s does not require action (status %s)."
+                          % ("PaymentIntent" if kind == "payment_intent" else "SetupIntent",
+                             intent["id"], intent["status"]),
+                          code=kind + "_unexpected_state")
     if outcome == "succeed":
-        authenticated(emu, pi)
+        on_success(emu, intent)
     else:
-        authentication_failed(emu, pi)
+        on_failure(emu, intent)
     emu.after_change()
-    return pi
+    return intent
 
 
-@route("POST", "/_emulator/payment_intents/<pid>/authenticate")
+@route("POST", "/_emulator/payment_intents/<iid>/authenticate")
+@route("POST", "/_emulator/setup_intents/<iid>/authenticate")
 def authenticate(ctx):
     """Finish 3-D Secure: outcome succeed (default) or fail."""
     outcome = ctx.params.str("outcome", "succeed", choices=("succeed", "fail"))
@@ -286,17 +304,18 @@ def authenticate(ctx):
         return ctx.emu.render(_authenticate(ctx, outcome))
 
 
-@route("GET", "/_emulator/payment_intents/<pid>/authenticate")
+@route("GET", "/_emulator/payment_intents/<iid>/authenticate")
+@route("GET", "/_emulator/setup_intents/<iid>/authenticate")
 def authenticate_redirect(ctx):
-    """The next_action URL: authenticate (?outcome=fail to fail) and go to return_url."""
+    """The next_action URL: authenticate (?outcome=fail to fail) and go to return_url
+    (`?payment_intent=pi_...` or `?setup_intent=seti_...`)."""
     outcome = ctx.params.str("outcome", "succeed", choices=("succeed", "fail"))
     with ctx.emu.lock:
-        pi = _authenticate(ctx, outcome)
-        target = pi.get("_return_url")
-        out = ctx.emu.render(pi)
+        intent = _authenticate(ctx, outcome)
+        target = intent.get("_return_url")
+        out = ctx.emu.render(intent)
     if target:
+        query = AUTHENTICATED[ctx.path.split("/")[2]][1]
         sep = "&" if "?" in target else "?"
-        return redirect("%s%spayment_intent=%s" % (target, sep, pi["id"]))
+        return redirect("%s%s%s=%s" % (target, sep, query, intent["id"]))
     return out
-
-

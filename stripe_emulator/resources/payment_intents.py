@@ -6,14 +6,19 @@ method is `automatic_async`; `payment_method_types` is no longer accepted. 3-D S
 completed by the customer only (the `authenticate` control or the `next_action` URL):
 confirming again starts a new attempt that needs authentication again. Off-session (or
 `error_on_requires_action`) payments with a card that needs authentication fail with
-`authentication_required`, back to `requires_payment_method`.
+`authentication_required`, back to `requires_payment_method`. A test id
+(`pm_card_visa`) becomes a PaymentMethod of its own; with a `customer`, the PaymentMethod
+must be that customer's or attached to none, and `setup_future_usage` attaches it to the
+customer when the payment succeeds.
 """
 from ..errors import StripeError, invalid
 from ..routes import route
 from .accounts import require_transfers
-from .cards import CARDS, card, decline_message, payment_method
+from .cards import decline_message
 from .charges import capture, card_charge
 from .common import apply_metadata, check_amount, currency, list_response, show
+from .customers import find as find_customer
+from .payment_methods import attach_now, card_of, check_usable, resolve, used
 from .search import search_response
 
 CREATE_PARAMS = ("amount", "currency", "payment_method", "confirm", "capture_method",
@@ -42,7 +47,7 @@ RETURN_URL_NEEDED = (
     "and Payment Intents.")
 
 
-def _money_terms(ctx, p, pi):
+def money_terms(ctx, p, pi):
     """Apply amount, currency, transfer_data and application fee, checking them together."""
     cur = currency(p) if p.has("currency") or pi is None else pi["currency"]
     amount = p.int("amount", required=pi is None) if p.has("amount") or pi is None \
@@ -79,11 +84,18 @@ def _money_terms(ctx, p, pi):
     return amount, cur, fee, transfer_data
 
 
-def _payment_method(p, key="payment_method"):
-    pm = p.str(key)
-    if pm is not None:
-        card(pm, key)
-    return pm
+def _payment_method(ctx, p):
+    """The PaymentMethod the `payment_method` parameter names (a new one for a test id)."""
+    pm_id = p.str("payment_method")
+    return resolve(ctx.emu, ctx.account, pm_id) if pm_id is not None else None
+
+
+def _customer(ctx, p):
+    """The `customer` parameter, an existing customer of the account."""
+    cid = p.str("customer")
+    if cid:
+        find_customer(ctx.emu, ctx.account, cid)
+    return cid or None
 
 
 def _automatic_payment_methods(p):
@@ -100,26 +112,48 @@ def create_payment_intent(ctx):
     """POST /v1/payment_intents (optionally confirm=true)."""
     p = ctx.params.check(*CREATE_PARAMS)
     emu = ctx.emu
-    amount, cur, fee, transfer_data = _money_terms(ctx, p, None)
-    pm = _payment_method(p)
+    terms = money_terms(ctx, p, None)
+    check_parties(ctx, p, terms[3])
+    _customer(ctx, p)
+    pm = _payment_method(ctx, p)
+    pi = open_intent(emu, ctx.account, p, terms, pm and pm["id"])
+    if p.bool("confirm", False):
+        if not pm:
+            raise StripeError("You cannot confirm this PaymentIntent because it's missing a "
+                              "payment method.", code="payment_intent_unexpected_state",
+                              param="payment_method", extra={"payment_intent": show(ctx, pi)})
+        attempt(ctx, pi, pm, p)
+    return show(ctx, pi)
+
+
+def check_parties(ctx, p, transfer_data):
+    """`on_behalf_of` exists; the destination may be paid from the platform's region."""
+    emu = ctx.emu
     if p.has("on_behalf_of"):
         emu.store.get("account", p.str("on_behalf_of"), emu.platform_id, "account",
                       "on_behalf_of")
     if transfer_data:
         from .accounts import check_destination_region
         check_destination_region(emu, transfer_data["destination"], p.str("on_behalf_of"))
+
+
+def open_intent(emu, account, p, terms, pm=None, automatic=True):
+    """Store a new PaymentIntent of `account` from checked parameters and money terms
+    (`automatic=False`: one Checkout makes, with no automatic payment methods)."""
+    amount, cur, fee, transfer_data = terms
     pid = emu.new_id("pi")
     pi = {
         "id": pid, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
         "amount_details": {"tip": {}}, "amount_received": 0, "application": None,
         "application_fee_amount": fee,
-        "automatic_payment_methods": _automatic_payment_methods(p), "canceled_at": None,
+        "automatic_payment_methods": _automatic_payment_methods(p) if automatic else None,
+        "canceled_at": None,
         "cancellation_reason": None,
         "capture_method": p.str("capture_method", "automatic_async", choices=CAPTURE_METHODS),
         "client_secret": "%s_secret_%s" % (pid, emu.new_id("s")[2:]),
         "confirmation_method": p.str("confirmation_method", "automatic",
                                      choices=("automatic", "manual")),
-        "created": emu.now(), "currency": cur, "customer": p.str("customer"),
+        "created": emu.now(), "currency": cur, "customer": p.str("customer") or None,
         "customer_account": None, "description": p.str("description"),
         "excluded_payment_method_types": None, "last_payment_error": None,
         "latest_charge": None, "livemode": False, "metadata": {}, "next_action": None,
@@ -136,19 +170,13 @@ def create_payment_intent(ctx):
         "status": "requires_confirmation" if pm else "requires_payment_method",
         "transfer_data": transfer_data, "transfer_group": p.str("transfer_group"),
     }
-    if pi["automatic_payment_methods"]["enabled"]:
+    if automatic and pi["automatic_payment_methods"]["enabled"]:
         pi["payment_method_configuration_details"] = {"id": "pmc_emulator_default",
                                                       "parent": None}
     apply_metadata(pi, p)
-    emu.store.add("payment_intent", ctx.account, pi)
-    emu.emit("payment_intent.created", pi, account=ctx.account)
-    if p.bool("confirm", False):
-        if not pm:
-            raise StripeError("You cannot confirm this PaymentIntent because it's missing a "
-                              "payment method.", code="payment_intent_unexpected_state",
-                              param="payment_method", extra={"payment_intent": show(ctx, pi)})
-        _confirm(ctx, pi, pm, p)
-    return show(ctx, pi)
+    emu.store.add("payment_intent", account, pi)
+    emu.emit("payment_intent.created", pi, account=account)
+    return pi
 
 
 def _get(ctx):
@@ -168,8 +196,26 @@ def _off_session(p):
     return value not in (None, "", "false", False)
 
 
-def _confirm(ctx, pi, pm, p):
-    """Run one confirmation attempt of `pi` with test payment method `pm`."""
+def _check_owner(ctx, pi, pm):
+    """Stripe's refusals of a PaymentMethod the PaymentIntent may not use."""
+    check_usable(pm)
+    owner = pm["customer"]
+    if owner and pi["customer"] is None:
+        raise StripeError(
+            "The `payment_method` parameter supplied %s belongs to the Customer %s. Please "
+            "include the Customer in the `customer` parameter on the PaymentIntent."
+            % (pm["id"], owner), code="parameter_missing", param="source",
+            extra={"payment_intent": show(ctx, pi)})
+    if owner and owner != pi["customer"]:
+        raise StripeError(
+            "The PaymentMethod %s does not belong to the Customer you supplied %s. Please use "
+            "this PaymentMethod with the Customer that it belongs to instead."
+            % (pm["id"], pi["customer"]), param="payment_method",
+            extra={"payment_intent": show(ctx, pi)})
+
+
+def attempt(ctx, pi, pm, p):
+    """Run one confirmation attempt of `pi` with the (stored) PaymentMethod `pm`."""
     emu = ctx.emu
     off_session = _off_session(p)
     return_url = p.str("return_url")
@@ -177,23 +223,25 @@ def _confirm(ctx, pi, pm, p):
     if apm.get("enabled") and apm.get("allow_redirects") != "never" and not return_url \
             and not off_session:
         raise invalid(RETURN_URL_NEEDED, "return_url")
+    _check_owner(ctx, pi, pm)
+    pi["status"] = "requires_confirmation"
     if p.has("capture_method"):
         pi["capture_method"] = p.str("capture_method", choices=CAPTURE_METHODS)
     if p.has("setup_future_usage"):
         pi["setup_future_usage"] = p.str("setup_future_usage")
-    pi["payment_method"] = pm
-    info = CARDS[pm]
+    pi["payment_method"] = pm_id = pm["id"]
+    info = card_of(emu, pm_id)
     if info.behaviour == "authenticate" and _needs_authentication(emu, pi, info, off_session):
         if off_session or p.bool("error_on_requires_action", False):
-            raise failed_attempt(emu, pi, pm, "authentication_required",
+            raise failed_attempt(emu, pi, pm_id, "authentication_required",
                                  code="authentication_required")
         pi.update(status="requires_action", _return_url=return_url,
-                  next_action=_next_action(ctx, pi, return_url))
-        emu.emit("payment_intent.requires_action", pi, account=ctx.account)
+                  next_action=next_action(ctx, "payment_intents", pi, return_url))
+        emu.emit("payment_intent.requires_action", pi, account=pi["_account"])
         return
     if info.behaviour == "decline":
-        raise failed_attempt(emu, pi, pm, info.decline_code, code=info.code)
-    succeed(emu, pi, pm)
+        raise failed_attempt(emu, pi, pm_id, info.decline_code, code=info.code)
+    succeed(emu, pi, pm_id)
 
 
 def _needs_authentication(emu, pi, info, off_session):
@@ -205,25 +253,28 @@ def _needs_authentication(emu, pi, info, off_session):
     return not emu.is_set_up(pi.get("customer"), pi["payment_method"])
 
 
-def _next_action(ctx, pi, return_url):
-    url = "%s_emulator/payment_intents/%s/authenticate" % (ctx.base_url, pi["id"])
+def next_action(ctx, kind, intent, return_url):
+    """3-D Secure for the customer: a redirect with a `return_url`, else Stripe.js's."""
+    url = "%s_emulator/%s/%s/authenticate" % (ctx.base_url, kind, intent["id"])
     if return_url:
         return {"type": "redirect_to_url",
                 "redirect_to_url": {"url": url, "return_url": return_url}}
     return {"type": "use_stripe_sdk",
             "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url,
-                               "source": "src_" + pi["id"][3:]}}
+                               "source": "src_" + intent["id"].split("_", 1)[1]}}
 
 
 def failed_attempt(emu, pi, pm, decline_code, code="card_declined"):
     """A failed attempt: a failed charge, the PaymentIntent payable again; the 402 to answer."""
-    info = CARDS[pm]
+    info = card_of(emu, pm)
     account = pi["_account"]
     charge = card_charge(emu, pi, pm, ok=False, decline=decline_code, code=code)
+    used(emu, pm)
+    shown = emu.render(emu.store.find(pm))
     message = decline_message(info, decline_code or code)
     error = {"type": "card_error", "code": code, "message": message,
              "charge": charge["id"], "doc_url": "https://docs.stripe.com/error-codes/"
-             + code.replace("_", "-"), "payment_method": payment_method(emu, pm)}
+             + code.replace("_", "-"), "payment_method": shown}
     if decline_code:
         error["decline_code"] = decline_code
     pi.update(status="requires_payment_method", latest_charge=charge["id"],
@@ -233,16 +284,20 @@ def failed_attempt(emu, pi, pm, decline_code, code="card_declined"):
     return StripeError(message, type="card_error", code=code, status=402,
                        decline_code=decline_code, headers={"Stripe-Should-Retry": "false"},
                        extra={"charge": charge["id"], "payment_intent": emu.render(pi),
-                              "payment_method": payment_method(emu, pm)})
+                              "payment_method": shown})
 
 
 def succeed(emu, pi, pm):
-    """The card is authorised: capture now or wait for capture."""
+    """The card is authorised: capture now or wait for capture. A card kept for later
+    (`setup_future_usage`) is attached to the PaymentIntent's customer first."""
     account = pi["_account"]
+    if pi["setup_future_usage"]:
+        if pi["customer"]:
+            attach_now(emu, emu.store.find(pm), pi["customer"])
+        emu.set_up(pi["customer"], pm)
+    used(emu, pm, kept=bool(pi["setup_future_usage"]))
     charge = card_charge(emu, pi, pm)
     pi.update(latest_charge=charge["id"], next_action=None, last_payment_error=None)
-    if pi["setup_future_usage"]:
-        emu.set_up(pi.get("customer"), pm)
     if pi["capture_method"] == "manual":
         charge["_manual"] = True
         pi.update(status="requires_capture", amount_capturable=pi["amount"])
@@ -257,7 +312,7 @@ def succeed(emu, pi, pm):
 def authenticated(emu, pi):
     """The customer completed 3-D Secure: the attempt goes on as the card then behaves (a
     decline after authentication answers nobody: the PaymentIntent and its events say it)."""
-    info = CARDS[pi["payment_method"]]
+    info = card_of(emu, pi["payment_method"])
     if info.after != "succeed":
         failed_attempt(emu, pi, pi["payment_method"], info.after)
         return
@@ -267,6 +322,7 @@ def authenticated(emu, pi):
 def authentication_failed(emu, pi):
     """3-D Secure failed: back to requires_payment_method."""
     pm = pi["payment_method"]
+    used(emu, pm)
     pi.update(status="requires_payment_method", next_action=None, payment_method=None,
               last_payment_error={
                   "type": "invalid_request_error",
@@ -276,7 +332,7 @@ def authentication_failed(emu, pi):
                   "message": "The provided PaymentMethod has failed authentication. You can "
                              "provide payment_method_data or a new PaymentMethod to attempt "
                              "to fulfill this PaymentIntent again.",
-                  "payment_method": payment_method(emu, pm)})
+                  "payment_method": emu.render(emu.store.find(pm))})
     emu.emit("payment_intent.payment_failed", pi, account=pi["_account"])
 
 
@@ -287,13 +343,13 @@ def confirm_payment_intent(ctx):
     pi = _get(ctx)
     if pi["status"] not in CONFIRMABLE:
         raise _unexpected(ctx, pi, "confirmation")
-    pm = _payment_method(p) or pi["payment_method"]
+    pm = _payment_method(ctx, p) or \
+        (pi["payment_method"] and ctx.emu.store.find(pi["payment_method"]))
     if not pm:
         raise StripeError("You cannot confirm this PaymentIntent because it's missing a "
                           "payment method.", code="payment_intent_unexpected_state",
                           param="payment_method", extra={"payment_intent": show(ctx, pi)})
-    pi["status"] = "requires_confirmation"
-    _confirm(ctx, pi, pm, p)
+    attempt(ctx, pi, pm, p)
     return show(ctx, pi)
 
 
@@ -373,15 +429,18 @@ def update_payment_intent(ctx):
                   "payment_method", "capture_method")
     if pi["status"] not in CONFIRMABLE and any(p.has(k) for k in money_keys):
         raise _unexpected(ctx, pi, "update")
-    amount, cur, fee, transfer_data = _money_terms(ctx, p, pi)
+    amount, cur, fee, transfer_data = money_terms(ctx, p, pi)
     changes = {"amount": amount, "currency": cur, "application_fee_amount": fee,
                "transfer_data": transfer_data}
+    if p.has("customer"):
+        changes["customer"] = _customer(ctx, p)
     if p.has("payment_method"):
-        changes["payment_method"] = _payment_method(p)
+        pm = _payment_method(ctx, p)
+        changes["payment_method"] = pm and pm["id"]
         if pi["status"] == "requires_payment_method":
             changes["status"] = "requires_confirmation"
     for key in ("description", "receipt_email", "transfer_group", "statement_descriptor",
-                "statement_descriptor_suffix", "customer", "setup_future_usage"):
+                "statement_descriptor_suffix", "setup_future_usage"):
         if p.has(key):
             changes[key] = p.str(key)
     if p.has("capture_method"):
