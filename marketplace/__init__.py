@@ -117,6 +117,8 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.payouts.routes import vendor_blp as vendor_payouts_blp
     from marketplace.reconciliation.routes import blp as admin_reconciliation_blp
     from marketplace.reports.routes import blp as admin_reports_blp
+    from marketplace.statements.routes import admin_blp as admin_statements_blp
+    from marketplace.statements.routes import vendor_blp as vendor_statements_blp
     from marketplace.vendors.admin_routes import blp as admin_vendors_blp
     from marketplace.vendors.routes import blp as vendors_blp
     from marketplace.wallets.routes import blp as wallets_blp
@@ -130,6 +132,8 @@ def register_blueprints(app: Flask) -> None:
     ):
         api.register_blueprint(blp)
     for blp in (admin_reconciliation_blp, admin_reports_blp, admin_audit_blp, admin_movements_blp):
+        api.register_blueprint(blp)
+    for blp in (vendor_statements_blp, admin_statements_blp):
         api.register_blueprint(blp)
 
 

@@ -58,6 +58,13 @@ class InvalidWebhook(AppError):
     status, code, message = 400, "invalid_signature", "The webhook signature could not be verified."
 
 
+class LoginLinkRefused(AppError):
+    """Stripe will not make an Express Dashboard login link for the account (it has not
+    completed onboarding, or has no Express Dashboard): the account's state, a 409."""
+
+    status, code, message = 409, "dashboard_unavailable", "Stripe has no Express Dashboard for this account yet."
+
+
 def client() -> stripe.StripeClient:
     """The app's StripeClient, built on first use and cached in app.extensions."""
     app = current_app._get_current_object()
@@ -224,6 +231,18 @@ def create_account_link(account_id: str, refresh_url: str, return_url: str) -> d
     }
     return to_dict(client().v1.account_links.create(params))
 
+
+@_stripe_call()
+def create_login_link(account_id: str) -> dict:
+    """A single-use Express Dashboard login link (`{url, created}`); LoginLinkRefused when
+    Stripe refuses it for the account's state."""
+    try:
+        return to_dict(client().v1.accounts.login_links.create(account_id))
+    except stripe.InvalidRequestError as error:
+        if error.http_status != 400 or error.param:
+            raise
+        details = {"stripe_request_id": error.request_id} if error.request_id else {}
+        raise LoginLinkRefused(details=details) from None
 
 
 @_stripe_call()

@@ -1,4 +1,4 @@
-"""POST /api/vendors, /api/vendors/me, onboarding links and sales."""
+"""POST /api/vendors, /api/vendors/me, onboarding and dashboard links, and sales."""
 from marketplace.auth.guard import current_user
 from marketplace.openapi import Blueprint
 from marketplace.orders import service as orders_service
@@ -6,6 +6,7 @@ from marketplace.orders.schemas import SaleSchema
 from marketplace.pagination import list_schema
 from marketplace.vendors import service
 from marketplace.vendors.schemas import (
+    DashboardLinkSchema,
     OnboardingLinkSchema,
     SalesArgsSchema,
     VendorCreateSchema,
@@ -41,6 +42,15 @@ def my_vendor():
 def onboarding_link():
     """A Stripe Account Link to complete (or resume) onboarding."""
     return service.onboarding_link(current_user())
+
+
+@blp.route("/me/dashboard-link", methods=["POST"])
+@blp.auth("vendor")
+@blp.response(201, DashboardLinkSchema)
+@blp.errors(404, 409, 429, 502, 503)
+def dashboard_link():
+    """A single-use Stripe Express Dashboard login link; 409 while the account cannot have one."""
+    return service.dashboard_link(current_user())
 
 
 @blp.route("/me/sales")

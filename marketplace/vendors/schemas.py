@@ -52,6 +52,10 @@ class OnboardingLinkSchema(Schema):
     expires_at = fields.String(required=True, metadata={"format": "date-time"})
 
 
+class DashboardLinkSchema(Schema):
+    url = fields.String(required=True, metadata={"description": "single use, for the vendor's browser"})
+
+
 class AdminVendorUpdateSchema(Schema):
     fee_policy = fields.Nested(
         FeePolicySchema, allow_none=True,

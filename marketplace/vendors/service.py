@@ -111,6 +111,34 @@ def onboarding_link(user: User) -> dict:
     return {"url": link["url"], "expires_at": isoformat(expires_at)}
 
 
+def dashboard_link(user: User) -> dict:
+    """A single-use Stripe Express Dashboard login link for the user's vendor (`{url}`).
+
+    No Stripe account yet: 409 `stripe_account_missing` (an onboarding link makes one). Stripe
+    decides whether the account has a dashboard; when it refuses, the account is read again
+    to say why: 409 `onboarding_incomplete`, or `dashboard_unavailable` for an account that
+    is not an Express one.
+    """
+    vendor = vendor_for_user(user)
+    if vendor.stripe_account_id is None:
+        raise Conflict("Your vendor profile has no Stripe account yet: ask for an onboarding link first.",
+                       code="stripe_account_missing")
+    try:
+        link = stripe_gateway.create_login_link(vendor.stripe_account_id)
+    except stripe_gateway.LoginLinkRefused as refused:
+        account = stripe_gateway.retrieve_account(vendor.stripe_account_id)
+        if _express(account) and not account.get("details_submitted"):
+            raise Conflict("Finish onboarding first: ask for an onboarding link.", code="onboarding_incomplete",
+                           details=refused.details) from None
+        raise
+    return {"url": link["url"]}
+
+
+def _express(account: dict) -> bool:
+    dashboard = ((account.get("controller") or {}).get("stripe_dashboard") or {}).get("type")
+    return dashboard == "express" or account.get("type") == "express"
+
+
 def derive_status(account: dict) -> str:
     """onboarding, active or restricted from a Stripe account (suspension is ours, not Stripe's)."""
     requirements = account.get("requirements") or {}

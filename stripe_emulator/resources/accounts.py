@@ -304,18 +304,37 @@ def capability(emu, acct, name):
 
 @route("POST", "/v1/accounts/<aid>/login_links")
 def create_login_link(ctx):
-    """POST /v1/accounts/{id}/login_links: a one-time Express Dashboard link."""
+    """POST /v1/accounts/{id}/login_links: a single-use Express Dashboard link.
+
+    Stripe's refusals, word for word: an account without the Express Dashboard (Standard,
+    Custom) and an Express account that has not completed onboarding are 400s; they are
+    kept under an idempotency key like any refusal past validation.
+    """
     ctx.params.check()
     acct = get_account(ctx, ctx.args["aid"])
-    if acct["type"] != "express":
-        raise invalid("Cannot create a login link for the account %s, which does not have "
-                      "access to the Express Dashboard." % acct["id"])
+    if acct["controller"].get("stripe_dashboard", {}).get("type") != "express":
+        raise StripeError("Cannot create an edit link for the account %s, which does not have "
+                          "access to the Express Dashboard." % acct["id"])
     if not acct["details_submitted"]:
-        raise invalid("Cannot create a login link for the account %s, which has not "
-                      "completed onboarding." % acct["id"])
+        raise StripeError("Cannot create a login link for an account that has not completed "
+                          "onboarding.")
     token = ctx.emu.new_id("ll")[3:]
+    acct.setdefault("_login_links", []).append(token)
     return {"object": "login_link", "created": ctx.emu.now(),
             "url": "%s_emulator/express/%s/%s" % (ctx.base_url, acct["id"], token)}
+
+
+@route("GET", "/_emulator/express/<aid>/<token>")
+def open_login_link(ctx):
+    """Where a login link points: the account's Express Dashboard, once per link."""
+    with ctx.emu.lock:
+        acct = ctx.emu.store.find(ctx.args["aid"])
+        links = (acct or {}).get("_login_links") or []
+        if ctx.args["token"] not in links:
+            raise StripeError("This login link has expired or was already used.",
+                              code="resource_missing", status=404)
+        links.remove(ctx.args["token"])
+    return {"object": "express_dashboard", "account": acct["id"]}
 
 
 def check_destination_region(emu, dest, on_behalf_of):

@@ -18,6 +18,7 @@ reconciliation run) are seeded first, and path parameters point at them in part 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -130,6 +131,7 @@ def _seed(client, emulator, headers) -> dict[str, list[str]]:
         "vendor_id": [vendor["id"]],
         "order_id": [pending["id"], paid["id"]],
         "run_id": [payout_run["id"], recon_run["id"]],
+        "month": [f"{datetime.now(timezone.utc):%Y-%m}"],  # the seeded sale's statement
     }
 
 

@@ -1,0 +1,1 @@
+"""Vendors' monthly statements from the ledger: JSON, CSV and PDF."""
