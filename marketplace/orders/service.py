@@ -202,10 +202,16 @@ def _cancel(order_id: str, payment_intent_id: str | None, action: str) -> Order:
     still has that PaymentIntent (a new one made meanwhile was not canceled: 409). An open
     Checkout Session is expired at Stripe first (one that completed meanwhile: 409)."""
     from marketplace.payments import checkout
+    from marketplace.payments.locking import lock_order
 
     checkout.close_open(order_id)
     if payment_intent_id:
         _cancel_payment(order_id, payment_intent_id)
+    lock_order(order_id)  # a session opened since close_open looked is seen now, and waits
+    if checkout.open_session_of(order_id) is not None:
+        db.session.rollback()
+        raise Conflict("A hosted checkout was opened for this order meanwhile; try again.",
+                       code="checkout_session_open", headers={"Retry-After": "1"})
     same_intent = (Order.payment_intent_id == payment_intent_id if payment_intent_id
                    else Order.payment_intent_id.is_(None))
     moved = db.session.execute(

@@ -61,6 +61,9 @@ def open_session(user: User, order_id: str) -> tuple[CheckoutSession, bool]:
     live = open_session_of(order.id)
     if live is not None and live.expires_at > utcnow():
         return live, False
+    from marketplace.payments.service import refuse_suspended_destination
+
+    refuse_suspended_destination(order)
     if order.payment_summary is not None:
         raise Conflict("This order is being paid with its PaymentIntent; confirm that instead.",
                        code="payment_intent_exists")

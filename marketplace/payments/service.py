@@ -99,7 +99,7 @@ def _create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     if checkout.open_session_of(order.id) is not None:  # opened since close_open looked
         raise Conflict("A hosted checkout was opened for this order meanwhile; try again.",
                        code="checkout_session_open", headers={"Retry-After": "1"})
-    _refuse_suspended_destination(order)
+    refuse_suspended_destination(order)
     customer = customer_of(user.id)
     # The order row stays locked over this one call, so concurrent callers wait and then
     # find the Payment; the idempotency key covers what a lock cannot (a crash, a retry).
@@ -118,7 +118,7 @@ def _create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     return payment, True
 
 
-def _refuse_suspended_destination(order: Order) -> None:
+def refuse_suspended_destination(order: Order) -> None:
     """A destination charge pays the vendor at once: not while the vendor is suspended (the
     shares of separate charges wait on the platform instead; see transfers)."""
     if order.charge_type != "destination":
@@ -208,7 +208,7 @@ def _confirmation(order_id: str, payment_id: str, payment_method: str, save: boo
     order = db.session.get(Order, order_id)
     if order.status not in PAYABLE:
         raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
-    _refuse_suspended_destination(order)
+    refuse_suspended_destination(order)
     payment = db.session.get(Payment, payment_id)
     return payment.id, payment.payment_intent_id, confirm_key(payment, payment_method, save)
 

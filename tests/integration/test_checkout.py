@@ -179,3 +179,49 @@ def test_canceling_the_order_expires_its_session(client, shopper, emulator):
     assert client.post(f"/api/orders/{order['id']}/cancel", headers=shopper).status_code == 200
     assert emu(emulator, "GET", f"/v1/checkout/sessions/{session['checkout_session_id']}")["status"] == "expired"
     assert client.post(f"/api/orders/{order['id']}/checkout-session", headers=shopper).status_code == 409
+
+
+def test_a_session_opened_while_the_order_is_canceled_stops_the_cancel(client, shopper, emulator, monkeypatch):
+    """A second tab opens a hosted checkout between the cancel's expiry of open sessions and
+    its update of the order: the cancel is refused (409, try again), the order stays payable
+    with its stock reserved, and the session pays it as usual."""
+    vendor = onboarded_vendor(emulator)
+    order = order_for(client, shopper, [vendor], [1000])
+    from marketplace.auth.models import User
+    from marketplace.catalog.models import Product
+    from marketplace.orders.models import Order
+    from marketplace.payments import checkout
+
+    row = db.session.get(Order, order["id"])
+    product_id, user_id = row.items[0].product_id, row.shopper_id
+    stock = db.session.get(Product, product_id).stock
+    original, opened = checkout.close_open, {}
+
+    def close_open_then_another_tab_opens_a_session(order_id):
+        original(order_id)
+        opened["session"] = checkout.open_session(db.session.get(User, user_id), order_id)[0].url
+
+    monkeypatch.setattr(checkout, "close_open", close_open_then_another_tab_opens_a_session)
+    refused = client.post(f"/api/orders/{order['id']}/cancel", headers=shopper)
+    monkeypatch.setattr(checkout, "close_open", original)
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "checkout_session_open"
+    db.session.rollback()
+    assert db.session.get(Order, order["id"]).status == "pending_payment"
+    assert db.session.get(Product, product_id).stock == stock
+    _pay_on_the_page({"url": opened["session"]})
+    settle(client, emulator)
+    assert _order(client, shopper, order["id"])["status"] == "paid"
+    assert_balances_match(emulator, order["id"])
+
+
+def test_a_suspended_vendors_order_cannot_open_a_hosted_checkout(client, shopper, emulator):
+    vendor = onboarded_vendor(emulator)
+    order = order_for(client, shopper, [vendor], [1000])
+    from marketplace.vendors.models import Vendor
+
+    row = db.session.get(Vendor, vendor.id)
+    row.suspended, row.status = True, "suspended"
+    db.session.commit()
+    refused = client.post(f"/api/orders/{order['id']}/checkout-session", headers=shopper)
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "vendor_suspended"
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 0
