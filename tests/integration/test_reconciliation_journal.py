@@ -1,6 +1,8 @@
 """The ledger side of reconciliation read in keyset chunks: every entry once, newest first."""
 from datetime import datetime, timedelta, timezone
 
+import sqlalchemy as sa
+
 from marketplace.ledger import service as ledger
 from marketplace.extensions import db
 from marketplace.ledger.service import Line
@@ -34,3 +36,30 @@ def test_chunks_cross_ties_and_keep_to_the_account_and_window(app, monkeypatch):
     assert keys == sorted(keys, reverse=True)  # newest first, ties by id
     first = next(row for row in chunked if row.bt_id == "txn_4_None")
     assert (first.amount, first.fee, first.currency) == (1004 + 30, 30, "usd")  # amount = net + fee
+
+
+def test_each_chunk_is_one_query_whose_index_scan_starts_at_the_last_chunk(app, pg_only, monkeypatch):
+    # An unbounded keyset (the OR alone) walks past every earlier chunk: quadratic in the window.
+    for n in range(9):
+        _post(n, T0 + timedelta(seconds=n // 2), None)
+    db.session.commit()
+    statements = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "journal_entries" in statement:
+            statements.append((statement, parameters))
+
+    monkeypatch.setattr(journal, "CHUNK", 2)
+    sa.event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert len(list(journal.entries_in_window(None, T0, T0 + timedelta(hours=1)))) == 9
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", capture)
+    assert len(statements) == 5  # chunks of 2, 2, 2, 2, 1
+
+    statement, parameters = statements[-1]
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # the few rows here would be read whole
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+    bounds = [line for line in plan.splitlines() if "Index Cond" in line and "occurred_at <=" in line]
+    assert bounds and "Hash" not in plan, plan  # postings looked up per entry, never hashed whole
