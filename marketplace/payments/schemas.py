@@ -91,18 +91,10 @@ class CardSchema(Schema):
     last4 = fields.String(required=True, allow_none=True)
 
 
-class PaymentDetailSchema(Schema):
-    """One payment in full: the card that paid, its refunds, Stripe's receipt."""
+class PaymentDetailSchema(PaymentSchema):
+    """One payment in full: the card that paid, its refunds, Stripe's receipt (a dict whose
+    timestamps are already ISO strings)."""
 
-    id = fields.String(required=True)
-    order_id = fields.String(required=True)
-    payment_intent_id = fields.String(required=True)
-    status = fields.String(required=True)
-    amount = fields.Integer(required=True)
-    currency = fields.String(required=True)
-    charge_type = fields.String(required=True)
-    stripe_charge_id = fields.String(required=True, allow_none=True)
-    stripe_fee = fields.Integer(allow_none=True)
     application_fee_amount = fields.Integer(allow_none=True)
     refunded = fields.Integer(required=True)
     card = fields.Nested(CardSchema, required=True, allow_none=True)
