@@ -39,6 +39,7 @@ class Order(db.Model):
         CheckConstraint("platform_fee >= 0 AND platform_fee <= total", name="platform_fee"),
         Index("ix_orders_shopper_id_created_at", "shopper_id", "created_at"),
         Index("ix_orders_status_created_at", "status", "created_at"),
+        Index("ix_orders_total_created_at", "total", "created_at"),  # admin search by amount
     )
 
     id: Mapped[str] = id_column("ord")

@@ -26,6 +26,7 @@ class Payment(db.Model):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_payments_shopper_id_created_at", "shopper_id", "created_at"),
+        Index("ix_payments_amount_created_at", "amount", "created_at"),  # admin search by amount
     )
 
     id: Mapped[str] = id_column("pay")
@@ -94,6 +95,7 @@ class Refund(db.Model):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(_in("reason", REFUND_REASONS), name="reason"),
         CheckConstraint(_in("status", REFUND_STATUSES), name="status"),
+        Index("ix_refunds_amount_created_at", "amount", "created_at"),  # admin search by amount
     )
 
     id: Mapped[str] = id_column("rfd")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, BigInteger, String
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, BigInteger, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from marketplace.database import UTCDateTime, created_at_column, id_column, utcnow
@@ -52,3 +52,7 @@ class Vendor(db.Model):
     def can_sell(self) -> bool:
         """Only a vendor whose account can take charges, and who is not suspended, sells."""
         return self.charges_enabled and not self.suspended and self.stripe_account_id is not None
+
+
+# Admin search finds a vendor by its contact email in any case (users' emails are stored normalized).
+Index("ix_vendors_lower_email", func.lower(Vendor.email))
