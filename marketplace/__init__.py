@@ -99,6 +99,7 @@ def _import_models() -> None:
     import marketplace.payments.models  # noqa: F401
     import marketplace.payouts.models  # noqa: F401
     import marketplace.reconciliation.models  # noqa: F401
+    import marketplace.stripe_requests  # noqa: F401
     import marketplace.vendors.models  # noqa: F401
     import marketplace.wallets.models  # noqa: F401
     import marketplace.webhooks.models  # noqa: F401

@@ -86,3 +86,15 @@ def render_migration_item(type_, obj, autogen_context):
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
+
+
+def insert_new(table, conflict_on: str, **values):
+    """An INSERT of one row that does nothing when a row with the same `conflict_on` exists
+    (PostgreSQL's and SQLite's ON CONFLICT DO NOTHING alike): a concurrent insert wins."""
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from marketplace.extensions import db
+
+    insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    return insert(table).values(**values).on_conflict_do_nothing(index_elements=[conflict_on])

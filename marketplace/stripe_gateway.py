@@ -577,9 +577,10 @@ def create_checkout_session(params: dict, idempotency_key: str) -> dict:
 
 
 @_stripe_call()
-def retrieve_checkout_session(session_id: str) -> dict:
+def retrieve_checkout_session(session_id: str, expand: list[str] | None = None) -> dict:
     """A Checkout Session as Stripe sees it now (its status and PaymentIntent)."""
-    return to_dict(client().v1.checkout.sessions.retrieve(session_id))
+    params = {"expand": expand} if expand else {}
+    return to_dict(client().v1.checkout.sessions.retrieve(session_id, params))
 
 
 @_stripe_call()

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 from sqlalchemy import func, select
 
-from marketplace import audit, stripe_gateway
+from marketplace import audit, fraud, stripe_gateway, stripe_requests
 from marketplace.auth.models import User
 from marketplace.database import utcnow
 from marketplace.errors import Conflict, NotFound
@@ -47,17 +47,39 @@ def session_key(order_id: str, attempt: int) -> str:
     return f"checkout-session-{order_id}-{attempt}"
 
 
-@atomic
 def open_session(user: User, order_id: str) -> tuple[CheckoutSession, bool]:
     """The order's open Checkout Session, made now if it has none: (session, made now).
 
-    The order row stays locked over the one Stripe call, as for a PaymentIntent: concurrent
-    callers wait, then find the session."""
-    order = lock_order(order_id)
-    if order is None or order.shopper_id != user.id:
-        raise NotFound("No such order.", code="order_not_found")
-    if order.status not in PAYABLE:
-        raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    The request's parameters (its `expires_at` among them) are fixed before it is first sent
+    (`stripe_requests`), so a retry after a lost answer sends the same request under the same
+    key and Stripe answers with the session it made. The order row stays locked over the one
+    Stripe call, as for a PaymentIntent: concurrent callers wait, then find the session."""
+    fraud.check_failed_payments(user.id)
+    for _ in range(3):
+        live, fresh = _prepare(user, order_id)
+        if live is not None:
+            return live, False
+        try:
+            made = _create(order_id)
+        except stripe_gateway.StripeFailure:
+            # Refused, so never made (Stripe keeps nothing for a key it refused): the next try
+            # asks afresh. Parameters frozen by an earlier try may just be stale (an
+            # `expires_at` now too close): asked again at once with new ones.
+            _forget_attempt(order_id)
+            if fresh:
+                raise
+            continue
+        if made is not None:
+            return made, True
+    raise Conflict("The order's hosted checkout could not be opened; try again.", code="checkout_session_unavailable",
+                   headers={"Retry-After": "1"})
+
+
+@atomic
+def _prepare(user: User, order_id: str) -> tuple[CheckoutSession | None, bool]:
+    """(the order's live session, None) or, with none, (None, whether the next attempt's
+    parameters were fixed just now), the parameters committed before Stripe is asked."""
+    order = _payable(order_id, user)
     live = open_session_of(order.id)
     if live is not None and live.expires_at > utcnow():
         return live, False
@@ -68,18 +90,58 @@ def open_session(user: User, order_id: str) -> tuple[CheckoutSession, bool]:
         raise Conflict("This order is being paid with its PaymentIntent; confirm that instead.",
                        code="payment_intent_exists")
     if live is not None:  # past its expiry: expired at Stripe for certain before another opens
-        _expire_at_stripe(live.stripe_session_id)
-        live.status = "expired"
-    expires_at = _expiry(order)
-    attempt = db.session.scalar(select(func.count()).select_from(CheckoutSession)
-                                .where(CheckoutSession.order_id == order.id))
-    made = stripe_gateway.create_checkout_session(_params(order, user, expires_at), session_key(order.id, attempt))
-    session = CheckoutSession(order_id=order.id, attempt=attempt, stripe_session_id=made["id"], url=made["url"],
-                              expires_at=datetime.fromtimestamp(made["expires_at"], timezone.utc), status="open")
+        live.status = _expire_at_stripe(live.stripe_session_id)
+    key = session_key(order.id, _attempt(order.id))
+    fresh = stripe_requests.frozen(key) is None
+    stripe_requests.freeze(key, lambda: _params(order, user, _expiry(order)))
+    return None, fresh
+
+
+@atomic
+def _create(order_id: str) -> CheckoutSession | None:
+    """Ask Stripe for the next attempt's session with its frozen parameters and record it;
+    None when there is something to look at again: a session a concurrent caller opened, or
+    Stripe's answer a session expired since."""
+    order = _payable(order_id)
+    if open_session_of(order.id) is not None or order.payment_summary is not None:
+        return None  # a concurrent caller opened one (or made a PaymentIntent): look again
+    attempt = _attempt(order.id)
+    key = session_key(order.id, attempt)
+    params = stripe_requests.frozen(key)
+    if params is None:  # forgotten by a refused try meanwhile
+        raise Conflict("The order's hosted checkout was being opened meanwhile; try again.",
+                       code="checkout_session_open", headers={"Retry-After": "1"})
+    made = stripe_gateway.create_checkout_session(params, key)
+    status = "expired" if made["status"] == "expired" else "open"  # complete: its events book it
+    session = CheckoutSession(order_id=order.id, attempt=attempt, stripe_session_id=made["id"], url=made["url"] or "",
+                              expires_at=datetime.fromtimestamp(made["expires_at"], timezone.utc), status=status)
     db.session.add(session)
     db.session.flush()
+    if status == "expired":
+        return None
     audit.record("checkout_session.created", "order", order.id, amount=order.total, currency=order.currency)
-    return session, True
+    return session
+
+
+@atomic
+def _forget_attempt(order_id: str) -> None:
+    stripe_requests.forget(session_key(order_id, _attempt(order_id)))
+
+
+def _payable(order_id: str, user: User | None = None) -> Order:
+    """The order, locked, payable (and the user's, when one is given)."""
+    order = lock_order(order_id)
+    if order is None or (user is not None and order.shopper_id != user.id):
+        raise NotFound("No such order.", code="order_not_found")
+    if order.status not in PAYABLE:
+        raise Conflict("This order cannot be paid.", code="order_not_payable", details={"status": order.status})
+    return order
+
+
+def _attempt(order_id: str) -> int:
+    """How many sessions the order had: the next one's place in its idempotency key."""
+    return db.session.scalar(select(func.count()).select_from(CheckoutSession)
+                             .where(CheckoutSession.order_id == order_id))
 
 
 def open_session_of(order_id: str) -> CheckoutSession | None:
@@ -113,6 +175,9 @@ def _params(order: Order, user: User, expires_at: datetime) -> dict:
         intent_data["transfer_group"] = f"order_{order.id}"
     params = {
         "mode": "payment", "line_items": _line_items(order), "client_reference_id": order.id,
+        # Cards only: a card payment is paid when the session completes. A delayed method
+        # (bank debits) would complete it unpaid and settle or fail days later.
+        "allowed_payment_method_types": ["card"],
         "expires_at": int(expires_at.timestamp()), "metadata": {"order_id": order.id},
         "payment_intent_data": intent_data,
         "success_url": config["CHECKOUT_SUCCESS_URL"].replace("{ORDER_ID}", order.id),
@@ -146,17 +211,31 @@ def close_open(order_id: str) -> None:
     db.session.rollback()
     if session is None:
         return
-    _expire_at_stripe(session.stripe_session_id)
-    _mark(session.stripe_session_id, "expired")
+    _mark(session.stripe_session_id, _expire_at_stripe(session.stripe_session_id))
 
 
-def _expire_at_stripe(stripe_session_id: str) -> None:
-    """The session can take no payment any more; 409 when Stripe says it completed."""
+def _expire_at_stripe(stripe_session_id: str) -> str:
+    """The session can take no payment any more: its local status now (`expired`, or
+    `failed` for a completed session whose delayed payment failed); 409 when Stripe says it
+    completed and is paid or being paid."""
     try:
         stripe_gateway.expire_checkout_session(stripe_session_id)
+        return "expired"
     except stripe_gateway.StripeFailure:  # no longer open: go by what Stripe says it is
-        if stripe_gateway.retrieve_checkout_session(stripe_session_id)["status"] != "expired":
-            raise Conflict("The order is being paid through its hosted checkout.", code="checkout_completed") from None
+        session = stripe_gateway.retrieve_checkout_session(stripe_session_id, expand=["payment_intent"])
+        if session["status"] == "expired":
+            return "expired"
+        if _payment_failed(session):
+            return "failed"
+        raise Conflict("The order is being paid through its hosted checkout.", code="checkout_completed") from None
+
+
+def _payment_failed(session: dict) -> bool:
+    """A completed session (read with its PaymentIntent expanded) whose payment failed: its
+    PaymentIntent wants another payment method or was canceled; nothing was charged."""
+    intent = session.get("payment_intent")
+    return (session["status"] == "complete" and session.get("payment_status") == "unpaid"
+            and isinstance(intent, dict) and intent["status"] in ("requires_payment_method", "canceled"))
 
 
 @atomic
@@ -196,13 +275,17 @@ def handle_session_expired(checkout_session: dict) -> CheckoutSession | None:
 
 def handle_async_payment_failed(checkout_session: dict) -> CheckoutSession | None:
     """`checkout.session.async_payment_failed`: a delayed payment method failed after the
-    session completed; the order was never paid and stays payable."""
-    session = _ours(checkout_session["id"])
-    if session is None:
+    session completed (never for a card); the order was never paid, and the session, failed,
+    no longer stops it being paid another way."""
+    local = _ours(checkout_session["id"])
+    if local is None:
         return None
-    log.info("checkout session %s: the delayed payment failed; order %s stays payable",
-             checkout_session["id"], session.order_id)
-    return session
+    session = stripe_gateway.retrieve_checkout_session(checkout_session["id"], expand=["payment_intent"])
+    if not _payment_failed(session):
+        return None
+    log.info("checkout session %s: the delayed payment failed; order %s is payable again",
+             checkout_session["id"], local.order_id)
+    return _mark(session["id"], "failed")
 
 
 def session_for_intent(payment_intent: dict) -> str | None:

@@ -61,7 +61,9 @@ class Payment(db.Model):
     order: Mapped[Order] = relationship(backref=backref("payment_summary", uselist=False))
 
 
-CHECKOUT_STATUSES = ("open", "complete", "expired")
+# `failed`: the session completed with a delayed payment method whose payment then failed
+# (never for a card: sessions take cards only); the order is payable again.
+CHECKOUT_STATUSES = ("open", "complete", "expired", "failed")
 
 
 class CheckoutSession(db.Model):

@@ -26,7 +26,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from marketplace import audit, fraud, idempotency, stripe_gateway
+from marketplace import audit, fraud, idempotency, stripe_gateway, stripe_requests
 from marketplace.auth.models import User
 from marketplace.database import utcnow
 from marketplace.errors import AppError, Conflict, NotFound
@@ -83,9 +83,30 @@ def payment_intent_key(order_id: str) -> str:
 def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     """The order's PaymentIntent, made once whatever the retries; (payment, created now).
 
-    An open Checkout Session of the order is expired at Stripe first: one way to pay at a time."""
+    An open Checkout Session of the order is expired at Stripe first: one way to pay at a time.
+    The request's parameters are fixed before it is first sent (`stripe_requests`): a retry
+    after a lost answer sends the same ones, though the shopper has a Customer or another
+    email since, and Stripe answers with the PaymentIntent it made."""
     checkout.close_open(order_id)
-    return _create_payment_intent(user, order_id)
+    _freeze_intent(user, order_id)
+    try:
+        return _create_payment_intent(user, order_id)
+    except stripe_gateway.StripeFailure:  # refused, so never made: the next try asks afresh
+        _forget_intent(order_id)
+        raise
+
+
+@atomic
+def _freeze_intent(user: User, order_id: str) -> None:
+    order = _own_order(user, order_id, lock=True)
+    if order.payment_summary is None and order.status in PAYABLE:
+        stripe_requests.freeze(payment_intent_key(order.id),
+                               lambda: _intent_params(order, user, customer_of(user.id)))
+
+
+@atomic
+def _forget_intent(order_id: str) -> None:
+    stripe_requests.forget(payment_intent_key(order_id))
 
 
 @atomic
@@ -100,10 +121,14 @@ def _create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
         raise Conflict("A hosted checkout was opened for this order meanwhile; try again.",
                        code="checkout_session_open", headers={"Retry-After": "1"})
     refuse_suspended_destination(order)
-    customer = customer_of(user.id)
+    key = payment_intent_key(order.id)
+    params = stripe_requests.frozen(key)
+    if params is None:  # forgotten meanwhile by a refused try: ask afresh
+        raise Conflict("The order's payment was being set up meanwhile; try again.",
+                       code="payment_intent_in_progress", headers={"Retry-After": "1"})
     # The order row stays locked over this one call, so concurrent callers wait and then
     # find the Payment; the idempotency key covers what a lock cannot (a crash, a retry).
-    intent = stripe_gateway.create_payment_intent(_intent_params(order, user, customer), payment_intent_key(order.id))
+    intent = stripe_gateway.create_payment_intent(params, key)
     payment = Payment(
         order_id=order.id, shopper_id=order.shopper_id, payment_intent_id=intent["id"],
         client_secret=intent["client_secret"], charge_type=order.charge_type, amount=order.total,

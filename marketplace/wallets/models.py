@@ -22,6 +22,8 @@ class Customer(db.Model):
     # The email Stripe has for the Customer (kept equal to the user's).
     email: Mapped[str | None] = mapped_column(String(254))
     default_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    # Cards removed from the Customer so far: part of the key of attaching one (again).
+    removed_payment_methods: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 

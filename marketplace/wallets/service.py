@@ -13,12 +13,10 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from marketplace import audit, stripe_gateway
+from marketplace import audit, stripe_gateway, stripe_requests
 from marketplace.auth.models import User
-from marketplace.database import new_id, utcnow
+from marketplace.database import insert_new, new_id, utcnow
 from marketplace.errors import AppError, NotFound, ValidationFailed
 from marketplace.extensions import db
 from marketplace.transaction import atomic
@@ -40,6 +38,13 @@ def customer_key(user_id: str) -> str:
     return f"customer-{user_id}"
 
 
+def attach_key(customer: Customer, payment_method_id: str) -> str:
+    """The idempotency key of attaching a card to the Customer: a new one after each card
+    the Customer had removed (a card saved, removed and saved again within Stripe's 24
+    hours is attached again, not answered with the first attach)."""
+    return f"attach-{customer.id}-{payment_method_id}-{customer.removed_payment_methods}"
+
+
 def ensure_customer(user: User) -> Customer:
     """The shopper's Customer, made at Stripe on first need, once whatever the concurrency.
 
@@ -49,9 +54,9 @@ def ensure_customer(user: User) -> Customer:
     Customer) and, past the key's 24 hours, found by its metadata before a new one is made."""
     customer = _claim(user)
     if customer.stripe_customer_id is None:
-        found = _find_made(user) if customer.created_at < utcnow() - KEY_LIFETIME else None
-        made = found or stripe_gateway.create_customer(
-            {"email": user.email, "metadata": {"user_id": user.id}}, customer_key(user.id))
+        params = stripe_requests.frozen(customer_key(user.id))
+        found = _find_made(user, params["email"]) if customer.created_at < utcnow() - KEY_LIFETIME else None
+        made = found or stripe_gateway.create_customer(params, customer_key(user.id))
         customer.stripe_customer_id, customer.email = made["id"], made.get("email")
         audit.record("customer.created", "customer", customer.id)
     if customer.email != user.email:  # the shopper's email changed: Stripe's receipts follow
@@ -62,19 +67,19 @@ def ensure_customer(user: User) -> Customer:
 
 
 def _claim(user: User) -> Customer:
-    """The user's Customer row, inserted if missing, locked for this transaction."""
-    insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(insert(Customer.__table__).values(
-        id=new_id("cst"), user_id=user.id, created_at=utcnow(), updated_at=utcnow(),
-    ).on_conflict_do_nothing(index_elements=["user_id"]))
+    """The user's Customer row, inserted if missing, locked for this transaction; the Stripe
+    request making it is fixed with it (a retry sends the same email though it changed)."""
+    db.session.execute(insert_new(Customer.__table__, "user_id", id=new_id("cst"), user_id=user.id,
+                                  created_at=utcnow(), updated_at=utcnow()))
+    stripe_requests.freeze(customer_key(user.id), lambda: {"email": user.email, "metadata": {"user_id": user.id}})
     db.session.commit()
     return db.session.scalar(select(Customer).where(Customer.user_id == user.id)
                              .with_for_update().execution_options(populate_existing=True))
 
 
-def _find_made(user: User) -> dict | None:
-    """A Customer made for this user earlier whose answer never reached us."""
-    for found in stripe_gateway.list_customers(user.email):
+def _find_made(user: User, email: str) -> dict | None:
+    """A Customer made for this user earlier (with `email`) whose answer never reached us."""
+    for found in stripe_gateway.list_customers(email):
         if (found.get("metadata") or {}).get("user_id") == user.id:
             return found
     return None
@@ -107,7 +112,7 @@ def save(user: User, payment_method_id: str) -> dict:
     customer = ensure_customer(user)
     try:
         attached = stripe_gateway.attach_payment_method(
-            payment_method_id, customer.stripe_customer_id, f"attach-{customer.id}-{payment_method_id}")
+            payment_method_id, customer.stripe_customer_id, attach_key(customer, payment_method_id))
     except (stripe_gateway.StripeFailure, ValidationFailed):
         # Stripe's refusals carry no code: what the PaymentMethod is now says why.
         exists, owner = _stripe_owner(payment_method_id)
@@ -130,14 +135,14 @@ def record_attached(payment_method: dict) -> SavedPaymentMethod | None:
     if customer is None:
         return None
     row = db.session.get(SavedPaymentMethod, payment_method["id"])
-    if row is None:
+    if row is None:  # inserted once though the answer and the event record it at the same time
         card = payment_method.get("card") or {}
-        row = SavedPaymentMethod(
+        db.session.execute(insert_new(
+            SavedPaymentMethod.__table__, "stripe_payment_method_id",
             stripe_payment_method_id=payment_method["id"], user_id=customer.user_id,
             customer_id=customer.id, brand=card.get("brand"), last4=card.get("last4"),
-            exp_month=card.get("exp_month"), exp_year=card.get("exp_year"))
-        db.session.add(row)
-        db.session.flush()
+            exp_month=card.get("exp_month"), exp_year=card.get("exp_year"), created_at=utcnow()))
+        row = db.session.get(SavedPaymentMethod, payment_method["id"])
     return row
 
 
@@ -199,8 +204,13 @@ def _forget_now(payment_method_id: str) -> bool:
 
 
 def _forget(payment_method_id: str) -> bool:
+    owner = db.session.scalar(select(SavedPaymentMethod.customer_id).where(
+        SavedPaymentMethod.stripe_payment_method_id == payment_method_id))
     gone = db.session.execute(delete(SavedPaymentMethod).where(
         SavedPaymentMethod.stripe_payment_method_id == payment_method_id)).rowcount
+    if gone:
+        db.session.execute(update(Customer).where(Customer.id == owner).values(
+            removed_payment_methods=Customer.removed_payment_methods + 1, updated_at=utcnow()))
     db.session.execute(update(Customer).where(Customer.default_payment_method_id == payment_method_id)
                        .values(default_payment_method_id=None, updated_at=utcnow()))
     return gone == 1

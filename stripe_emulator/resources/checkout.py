@@ -22,12 +22,15 @@ from ..state import clone
 from ..store import paginate
 from .common import currency, list_response, show
 from .customers import find as find_customer
-from .payment_intents import (CONFIRMABLE, attempt, authenticated, check_parties, money_terms,
-                              open_intent)
+from .payment_intents import (CANCELABLE, CONFIRMABLE, attempt, authenticated, check_parties,
+                              money_terms, open_intent)
 from .payment_methods import resolve
 
 PARAMS = ("mode", "line_items", "customer", "customer_email", "client_reference_id",
-          "success_url", "cancel_url", "expires_at", "metadata", "payment_intent_data")
+          "success_url", "cancel_url", "expires_at", "metadata", "payment_intent_data",
+          "allowed_payment_method_types")
+# What the emulator's hosted page takes: cards, which complete a session paid at once.
+OFFERED = ("card",)
 INTENT_DATA = ("application_fee_amount", "capture_method", "description", "metadata",
                "on_behalf_of", "receipt_email", "setup_future_usage", "statement_descriptor",
                "statement_descriptor_suffix", "transfer_data", "transfer_group")
@@ -87,6 +90,21 @@ def _line_items(emu, p):
     return items
 
 
+def _allowed(p):
+    """`allowed_payment_method_types`: a filter on the methods offered (the emulator offers
+    cards only, so a filter without `card` leaves nothing to pay with)."""
+    if not p.has("allowed_payment_method_types"):
+        return None
+    allowed = p.list("allowed_payment_method_types")
+    if not all(isinstance(t, str) and t for t in allowed):
+        raise invalid("Invalid array", "allowed_payment_method_types")
+    if not any(t in OFFERED for t in allowed):
+        raise invalid("No valid payment method types for this Checkout Session. Please ensure "
+                      "that you have activated payment method types compatible with your "
+                      "chosen currency in your dashboard.", "allowed_payment_method_types")
+    return allowed
+
+
 def _expires_at(emu, p):
     now = emu.now()
     expires_at = p.int("expires_at", now + DEFAULT_LIFETIME)
@@ -132,13 +150,15 @@ def create_session(ctx):
                       "customer_email.", "customer_email")
     if customer:
         find_customer(emu, ctx.account, customer)
+    allowed = _allowed(p)
     items = _line_items(emu, p)
     total, cur = sum(li["amount_total"] for li in items), items[0]["currency"]
     intent, terms = _intent_data(ctx, p, total, cur, customer)
     sid = emu.new_id("cs_test")
     session = {
         "id": sid, "object": "checkout.session", "adaptive_pricing": {"enabled": False},
-        "after_expiration": None, "allow_promotion_codes": None, "amount_subtotal": total,
+        "after_expiration": None, "allow_promotion_codes": None,
+        "allowed_payment_method_types": allowed, "amount_subtotal": total,
         "amount_total": total,
         "automatic_tax": {"enabled": False, "liability": None, "provider": None,
                           "status": None},
@@ -222,8 +242,14 @@ def list_line_items(ctx):
 
 
 def expire(emu, session):
-    """The session can take no payment any more: `checkout.session.expired`."""
+    """The session can take no payment any more: `checkout.session.expired`; its
+    PaymentIntent (made by an attempt to pay that failed) is canceled with it."""
     session.update(status="expired", url=None)
+    pi = session["payment_intent"] and emu.store.find(session["payment_intent"])
+    if pi and pi["status"] in CANCELABLE:
+        pi.update(status="canceled", canceled_at=emu.now(), amount_capturable=0, next_action=None,
+                  cancellation_reason="expired")
+        emu.emit("payment_intent.canceled", pi, account=session["_account"])
     emu.emit("checkout.session.expired", session, account=session["_account"])
 
 
@@ -262,6 +288,7 @@ def _intent(emu, session):
     if session["payment_intent"] is None:
         pi = open_intent(emu, session["_account"], Params(clone(session["_intent"])),
                          session["_terms"], automatic=False)
+        pi["_checkout_session"] = session["id"]
         session["payment_intent"] = pi["id"]
     return emu.store.find(session["payment_intent"])
 

@@ -393,6 +393,9 @@ def cancel_payment_intent(ctx):
     pi = _get(ctx)
     if pi["status"] not in CANCELABLE:
         raise _unexpected(ctx, pi, "cancellation")
+    if pi.get("_checkout_session") and pi["status"] != "requires_capture":
+        raise StripeError("You cannot cancel this PaymentIntent because it was created by a "
+                          "Checkout Session. Expire the Checkout Session instead.", saved=False)
     if pi["status"] == "requires_capture":
         charge = emu.store.find(pi["latest_charge"])
         charge.update(amount_refunded=charge["amount"], refunded=True)

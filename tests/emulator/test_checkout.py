@@ -174,6 +174,35 @@ def test_expire_by_endpoint_and_by_clock(client, control, emu, receiver):
     assert _hook_types(emu, receiver).count("checkout.session.expired") == 2
 
 
+def test_expiring_a_session_cancels_its_payment_intent_which_cannot_be_canceled_alone(client, control):
+    session = _session(client)
+    assert _visit(session, payment_method="pm_card_chargeDeclined").status_code == 402
+    pi = client.v1.checkout.sessions.retrieve(session.id).payment_intent
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.payment_intents.cancel(pi)
+    assert "Expire the Checkout Session instead" in err.value.user_message
+    client.v1.checkout.sessions.expire(session.id)
+    canceled = client.v1.payment_intents.retrieve(pi)
+    assert (canceled.status, canceled.cancellation_reason) == ("canceled", "expired")
+    assert event_types(client)[-2:] == ["payment_intent.canceled", "checkout.session.expired"]
+    by_clock = _session(client, expires_at=int(time.time()) + 3600)
+    _visit(by_clock, payment_method="pm_card_chargeDeclined")
+    control.advance(3601)
+    assert client.v1.checkout.sessions.retrieve(by_clock.id).status == "expired"
+    assert client.v1.payment_intents.retrieve(
+        client.v1.checkout.sessions.retrieve(by_clock.id).payment_intent).status == "canceled"
+
+
+def test_allowed_payment_method_types_filter_what_the_page_offers(client):
+    assert _session(client).allowed_payment_method_types is None
+    cards = _session(client, allowed_payment_method_types=["card"])
+    assert cards.allowed_payment_method_types == ["card"] and cards.payment_method_types == ["card"]
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        _session(client, allowed_payment_method_types=["sepa_debit"])
+    assert err.value.param == "allowed_payment_method_types"
+    assert "No valid payment method types" in err.value.user_message
+
+
 def test_session_parameters_are_checked(client, vendor):
     now = int(time.time())
     for params, message in [

@@ -24,7 +24,7 @@ NEVER_SHOWN = {
     # own account, managed payments
     "setup_intent": {"allowed_payment_method_types", "attach_to_self", "managed_payments"},
     # ui modes and products other than a hosted card payment
-    "checkout.session": {"allowed_payment_method_types", "branding_settings",
+    "checkout.session": {"branding_settings",
                          "excluded_payment_method_types", "name_collection",
                          "optional_items", "presentment_details", "redirect_on_completion",
                          "return_url", "tax_id_collection"},
@@ -66,7 +66,7 @@ def _scenario(client, vendor):
     client.v1.checkout.sessions.retrieve(session.id, params={
         "expand": ["line_items", "payment_intent"]})
     other = client.v1.checkout.sessions.create(params={
-        "mode": "payment", "customer_email": "g@example.com",
+        "mode": "payment", "customer_email": "g@example.com", "allowed_payment_method_types": ["card"],
         "line_items": [{"quantity": 1, "price_data": {
             "currency": "usd", "unit_amount": 900, "product_data": {"name": "Mug"}}}]})
     client.v1.checkout.sessions.expire(other.id)
