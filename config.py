@@ -123,6 +123,12 @@ class Config:
         self.WEBHOOK_MAX_ATTEMPTS = _int(env, "WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
         self.MOVEMENT_MAX_ATTEMPTS = _int(env, "MOVEMENT_MAX_ATTEMPTS", 10, minimum=1)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
+        # Set: every process (gunicorn's workers, `flask worker`) writes its metrics into this
+        # directory and /metrics sums them (prometheus-client's multiprocess mode, which reads
+        # the same variable when it is imported). Unset: each app counts on its own.
+        self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
+        # Set: /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`.
+        self.METRICS_TOKEN = env.get("METRICS_TOKEN") or None
         # flask-limiter syntax ("10 per minute; 100 per hour"), per client IP or per token.
         self.RATELIMIT_ENABLED = (env.get("RATELIMIT_ENABLED") or "true").lower() != "false"
         self.RATELIMIT_REGISTER = env.get("RATELIMIT_REGISTER") or "20 per hour"
@@ -188,6 +194,9 @@ KNOWN_SECRETS = frozenset({
     "sk_test_123", "whsec_123", "whsec_test", "sk_test_emulator", "whsec_emulator",
 })
 MIN_SECRET_KEY_BYTES = 32
+# RFC 6750's b64token: what a bearer token may hold, and what log redaction scrubs whole.
+MIN_METRICS_TOKEN_CHARS = 32
+METRICS_TOKEN_FORMAT = re.compile(r"[A-Za-z0-9\-._~+/]{%d,}=*" % MIN_METRICS_TOKEN_CHARS)
 
 
 def _known(value: str) -> bool:
@@ -196,7 +205,8 @@ def _known(value: str) -> bool:
 
 
 def _validate_production_secrets(cfg: Mapping[str, Any]) -> None:
-    for name in ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET"):
+    for name in ("SECRET_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_CONNECT_WEBHOOK_SECRET",
+                 "METRICS_TOKEN"):
         value = cfg.get(name)
         if value and _known(value):
             raise ConfigError(f"{name} is a published development value; production needs its own")
@@ -225,6 +235,13 @@ def validate_settings(cfg: Mapping[str, Any]) -> None:
     redis_url = cfg.get("REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    multiproc = cfg.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc is not None and not os.path.isabs(multiproc):
+        raise ConfigError("PROMETHEUS_MULTIPROC_DIR must be an absolute path")
+    token = cfg.get("METRICS_TOKEN")
+    if token is not None and not METRICS_TOKEN_FORMAT.fullmatch(token):
+        raise ConfigError(f"METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} characters of "
+                          "A-Z a-z 0-9 - . _ ~ + / (a bearer token)")
     if cfg.get("ENV_NAME") == "production":
         _validate_production_secrets(cfg)
 

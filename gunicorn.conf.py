@@ -5,8 +5,14 @@ gunicorn answers some requests itself before the app sees them: a request line l
 `limit_request_line` (414), too many or too large headers (431), a malformed request (400).
 Its page for those is HTML; here it is the API's error envelope like every other answer,
 `{"error": {"code", "message", "details"}}`, and says nothing of what the client sent.
+
+With PROMETHEUS_MULTIPROC_DIR set, each worker writes its metrics into that directory and
+/metrics sums every process's files (prometheus-client's multiprocess mode): the master
+clears the files of earlier web processes when it starts, and marks each worker that exits
+dead, so the gauges summed over live workers forget it (its counters still count).
 """
 import json
+import os
 import re
 
 from gunicorn import util
@@ -30,3 +36,18 @@ def _write_error(sock, status_int, reason, mesg):
 
 
 util.write_error = _write_error
+
+
+def on_starting(server):
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        from marketplace.observability import clear_multiprocess_dir
+
+        clear_multiprocess_dir(path)
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

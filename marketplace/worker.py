@@ -17,7 +17,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from rq import SimpleWorker
 
-from marketplace import outbox, queue, tasks
+from marketplace import observability, outbox, queue, tasks
 from marketplace.database import utcnow
 from marketplace.extensions import db
 
@@ -147,6 +147,26 @@ class Ticker:
                 self.leading.clear()
 
 
+class MeteredWorker(SimpleWorker):
+    """RQ's SimpleWorker, counting and timing each job it runs (marketplace_jobs_total ...).
+
+    With PROMETHEUS_MULTIPROC_DIR set those counts are written where the web's /metrics sums them.
+    """
+
+    metrics = None  # the app's observability.Metrics, set by worker_command
+
+    def perform_job(self, job, queue) -> bool:
+        started, succeeded = time.perf_counter(), False
+        try:
+            succeeded = super().perform_job(job, queue)
+            return succeeded
+        finally:
+            if self.metrics is not None:
+                # Bounded labels: a job not named in marketplace.tasks is counted as "other".
+                name = job.func_name if tasks.is_task(job.func_name) else "other"
+                self.metrics.observe_job(name, succeeded, time.perf_counter() - started)
+
+
 def _slots(expr: str, after: datetime, until: datetime) -> list[datetime]:
     slots = []
     it = croniter(expr, after)
@@ -181,6 +201,7 @@ def worker_command(burst: bool) -> None:
     app = current_app._get_current_object()
     if queue.is_inline():
         raise click.ClickException("REDIS_URL is not set: jobs run inline, no worker is needed")
+    observability.name_this_process("rq")  # before its first metric value: see name_this_process
     relayed = outbox.relay()
     click.echo(f"outbox: {relayed} message(s) handed to the queue")
     ticker = Ticker(app, SCHEDULE)
@@ -188,7 +209,8 @@ def worker_command(burst: bool) -> None:
         threading.Thread(target=ticker.run, name="ticker", daemon=True).start()
         if db.engine.dialect.name == "postgresql":
             threading.Thread(target=ticker.listen, name="outbox-listener", daemon=True).start()
-    worker = SimpleWorker([queue.get_queue(n) for n in queue.QUEUE_NAMES], connection=queue.get_redis())
+    worker = MeteredWorker([queue.get_queue(n) for n in queue.QUEUE_NAMES], connection=queue.get_redis())
+    worker.metrics = app.extensions["metrics"]
     os.register_at_fork(after_in_child=_die_with_parent)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=app.config["LOG_LEVEL"])

@@ -1,8 +1,9 @@
 """/healthz, /readyz and /metrics."""
-from flask import Response, current_app
+from flask import Response
 from marshmallow import Schema, fields
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from marketplace import observability
 from marketplace.errors import ServiceUnavailable
 from marketplace.health import service
 from marketplace.openapi import Blueprint
@@ -42,9 +43,14 @@ def readyz():
 
 @blp.route("/metrics")
 @blp.response(200, content_type="text/plain", description="Prometheus text exposition")
+@blp.errors(401)
 def metrics():
-    """Request counts and latency by endpoint and status; money movements by status."""
-    metrics = current_app.extensions["metrics"]
-    service.count_movements(metrics.movements)
-    registry = metrics.registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus metrics: requests, latency and jobs; business figures from the database.
+
+    With PROMETHEUS_MULTIPROC_DIR set, the request and job metrics are summed over every
+    process. Payments, refunds, payouts, webhook events, the outbox and money movements are
+    read at each scrape. With METRICS_TOKEN set, `Authorization: Bearer <METRICS_TOKEN>` is
+    required (401 otherwise).
+    """
+    observability.require_metrics_token()
+    return Response(observability.exposition(), mimetype=CONTENT_TYPE_LATEST)

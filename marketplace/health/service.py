@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from marketplace import queue
 from marketplace.extensions import db
@@ -32,17 +31,3 @@ def readiness() -> dict[str, str]:
     """Each dependency's state: ok, unreachable or not_configured."""
     return {"database": check_database(), "redis": check_redis()}
 
-
-def count_movements(gauge) -> None:
-    """Set the movements gauge from the database; a scrape while the database is down
-    leaves the last figures (and /readyz says why)."""
-    from marketplace.movements import engine
-    from marketplace.movements.models import STATUSES
-
-    try:
-        counted = engine.counts()
-    except SQLAlchemyError:
-        db.session.rollback()
-        return
-    for status in STATUSES:
-        gauge.labels(status).set(counted.get(status, 0))

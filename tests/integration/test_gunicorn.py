@@ -20,27 +20,36 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def start_gunicorn(env: dict, *options: str, log=subprocess.DEVNULL) -> tuple[int, subprocess.Popen]:
+    """gunicorn serving wsgi:app from the repository (with its gunicorn.conf.py) on a free
+    port, returned once it accepts connections: (port, master process)."""
     port = _free_port()
-    env = {**os.environ, "APP_ENV": "development", "REDIS_URL": "",
-           "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('gunicorn')}/app.db"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2",
-         "wsgi:app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", *options, "wsgi:app"],
+        cwd=ROOT, env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return port, process
         except OSError:
             time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("gunicorn did not start")
-    yield port, process
+    process.kill()
+    pytest.fail("gunicorn did not start")
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    env = {**os.environ, "APP_ENV": "development", "REDIS_URL": "",
+           "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('gunicorn')}/app.db"}
+    port, process = start_gunicorn(env, "--workers", "1", "--threads", "2")
+    yield port, process
+    stop_gunicorn(process)
 
 
 def _exchange(port: int, head: bytes, body: bytes = b"") -> tuple[int, dict, bytes]:

@@ -172,3 +172,16 @@ def test_the_apps_start_after_the_schema_and_redis():
         assert depends["migrate"] == {"condition": "service_completed_successfully"}
         assert depends["redis"] == {"condition": "service_healthy"}
     assert SERVICES["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+def test_web_and_worker_write_their_metrics_into_one_shared_directory():
+    env = resolved_env("web")
+    path = env["PROMETHEUS_MULTIPROC_DIR"]
+    assert load_config(env).PROMETHEUS_MULTIPROC_DIR == path and path.startswith("/")
+    mounts = {service: [v for v in SERVICES[service].get("volumes", []) if v.split(":")[1] == path]
+              for service in ("web", "worker")}
+    [web], [worker] = mounts["web"], mounts["worker"]
+    assert web == worker  # the same named volume, so web's /metrics sums the worker's files too
+    assert web.split(":")[0] in COMPOSE["volumes"]
+    assert load_config(env).METRICS_TOKEN is None  # open unless the operator sets one
+    assert load_config({**env, "METRICS_TOKEN": "t" * 40}).METRICS_TOKEN == "t" * 40
