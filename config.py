@@ -122,6 +122,7 @@ class Config:
         # Processing attempts per webhook event before it is marked failed (then: replay).
         self.WEBHOOK_MAX_ATTEMPTS = _int(env, "WEBHOOK_MAX_ATTEMPTS", 5, minimum=1)
         self.MOVEMENT_MAX_ATTEMPTS = _int(env, "MOVEMENT_MAX_ATTEMPTS", 10, minimum=1)
+        self.EXPORT_CHUNK_SIZE = _int(env, "EXPORT_CHUNK_SIZE", 2000, minimum=1)
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO").upper()
         # Set: every process (gunicorn's workers, `flask worker`) writes its metrics into this
         # directory and /metrics sums them (prometheus-client's multiprocess mode, which reads

@@ -19,6 +19,13 @@ from gunicorn import util
 
 # gunicorn's defaults, stated: the app's own limits (MAX_BODY_BYTES) are far larger than
 # what any header or URL of this API needs.
+# Threaded workers: a worker serving a long response (a streamed export, a slow client) keeps
+# telling the master it is alive, where a sync worker would be killed after `timeout`
+# seconds mid-file; and a worker waiting on Stripe or the database serves others meanwhile.
+# `--workers` and `--threads` on the command line say how many.
+worker_class = "gthread"
+threads = 4
+
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190

@@ -109,6 +109,7 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.admin.routes import blp as admin_audit_blp
     from marketplace.auth.routes import blp as auth_blp
     from marketplace.catalog.routes import blp as products_blp
+    from marketplace.exports.routes import blp as admin_exports_blp
     from marketplace.extensions import api
     from marketplace.health.routes import blp as health_blp
     from marketplace.movements.routes import blp as admin_movements_blp
@@ -134,7 +135,7 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(blp)
     for blp in (admin_reconciliation_blp, admin_reports_blp, admin_audit_blp, admin_movements_blp):
         api.register_blueprint(blp)
-    for blp in (vendor_statements_blp, admin_statements_blp):
+    for blp in (vendor_statements_blp, admin_statements_blp, admin_exports_blp):
         api.register_blueprint(blp)
 
 

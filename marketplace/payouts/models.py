@@ -78,6 +78,7 @@ class Payout(db.Model):
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_payouts_vendor_id_created_at", "vendor_id", "created_at"),
         Index("ix_payouts_amount_created_at", "amount", "created_at"),  # admin search by amount
+        Index("ix_payouts_created_at_id", "created_at", "id"),  # the accounting export's keyset
         # One payout per vendor and currency per run, whoever works the vendor's shard.
         Index("uq_payouts_run_vendor_currency", "run_id", "vendor_id", "currency", unique=True),
     )

@@ -1,0 +1,1 @@
+"""Accounting exports: the journal and the payouts as streamed CSV, for admins."""
