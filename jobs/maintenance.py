@@ -11,10 +11,11 @@ def relay_outbox() -> int:
 
 @job
 def reap_idempotency_keys() -> int:
-    """Delete Idempotency-Key records older than 24 hours."""
-    from marketplace import idempotency
+    """Delete Idempotency-Key records older than 24 hours, and the frozen parameters of
+    Stripe requests older than 48 hours."""
+    from marketplace import idempotency, stripe_requests
 
-    return idempotency.reap()
+    return idempotency.reap() + stripe_requests.reap()
 
 
 @job

@@ -39,6 +39,17 @@ class RateLimited(AppError):
 
 class StripeFailure(AppError):
     status, code, message = 502, "stripe_error", "The payment provider rejected the request."
+    # True when Stripe refused the request's parameters before carrying anything out, so it
+    # kept no result for its idempotency key (a `parameter_*` error or one naming a `param`);
+    # any other refusal may have been carried out and saved under the key.
+    refused_parameters = False
+
+
+class StripeIdempotencyConflict(StripeFailure):
+    """Stripe carried out a request under this key with other parameters: something was made
+    under it, and asking with these cannot be answered until the key expires."""
+
+    code, message = "stripe_idempotency_conflict", "The payment provider saw this request before with other details."
 
 
 class StripeStateConflict(StripeFailure):
@@ -151,6 +162,8 @@ def translate_error(error: stripe.StripeError, client_params: Iterable[str] = ()
         return RateLimited(details=details, headers={"Retry-After": str(retry_after)})
     if isinstance(error, stripe.InvalidRequestError) and (error.code or "").endswith("_unexpected_state"):
         return StripeStateConflict(details={**details, "stripe_code": error.code})
+    if isinstance(error, stripe.IdempotencyError):
+        return StripeIdempotencyConflict(details=details)
     if isinstance(error, stripe.InvalidRequestError):
         param = getattr(error, "param", None)
         if param and param.split("[")[0] in set(client_params):
@@ -158,7 +171,9 @@ def translate_error(error: stripe.StripeError, client_params: Iterable[str] = ()
             return ValidationFailed(
                 details={field: [f"Rejected by the payment provider ({error.code or 'invalid'})."]}
             )
-        return StripeFailure(details={**details, "stripe_code": error.code or "invalid_request"})
+        failure = StripeFailure(details={**details, "stripe_code": error.code or "invalid_request"})
+        failure.refused_parameters = bool(param) or (error.code or "").startswith("parameter_")
+        return failure
     if isinstance(error, stripe.APIConnectionError):
         return ServiceUnavailable(
             "The payment provider could not be reached.", code="stripe_unavailable",

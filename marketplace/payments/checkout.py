@@ -61,12 +61,11 @@ def open_session(user: User, order_id: str) -> tuple[CheckoutSession, bool]:
             return live, False
         try:
             made = _create(order_id)
-        except stripe_gateway.StripeFailure:
-            # Refused, so never made (Stripe keeps nothing for a key it refused): the next try
-            # asks afresh. Parameters frozen by an earlier try may just be stale (an
-            # `expires_at` now too close): asked again at once with new ones.
-            _forget_attempt(order_id)
-            if fresh:
+        except stripe_gateway.StripeFailure as refused:
+            # Refused for its parameters (forgotten then, under the order's lock): parameters
+            # frozen by an earlier try may just be stale (an `expires_at` now too close), and
+            # are asked again at once with new ones.
+            if fresh or not refused.refused_parameters:
                 raise
             continue
         if made is not None:
@@ -111,8 +110,11 @@ def _create(order_id: str) -> CheckoutSession | None:
     if params is None:  # forgotten by a refused try meanwhile
         raise Conflict("The order's hosted checkout was being opened meanwhile; try again.",
                        code="checkout_session_open", headers={"Retry-After": "1"})
-    made = stripe_gateway.create_checkout_session(params, key)
-    status = "expired" if made["status"] == "expired" else "open"  # complete: its events book it
+    made = stripe_requests.send(stripe_gateway.create_checkout_session, params, key)
+    # A replayed answer is the session as Stripe made it, open then: past its expiry it is
+    # expired now (a complete one is booked by its events).
+    expired = made["status"] == "expired" or made["expires_at"] <= utcnow().timestamp()
+    status = "expired" if expired else "open"
     session = CheckoutSession(order_id=order.id, attempt=attempt, stripe_session_id=made["id"], url=made["url"] or "",
                               expires_at=datetime.fromtimestamp(made["expires_at"], timezone.utc), status=status)
     db.session.add(session)
@@ -121,11 +123,6 @@ def _create(order_id: str) -> CheckoutSession | None:
         return None
     audit.record("checkout_session.created", "order", order.id, amount=order.total, currency=order.currency)
     return session
-
-
-@atomic
-def _forget_attempt(order_id: str) -> None:
-    stripe_requests.forget(session_key(order_id, _attempt(order_id)))
 
 
 def _payable(order_id: str, user: User | None = None) -> Order:

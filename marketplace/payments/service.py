@@ -89,11 +89,7 @@ def create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
     email since, and Stripe answers with the PaymentIntent it made."""
     checkout.close_open(order_id)
     _freeze_intent(user, order_id)
-    try:
-        return _create_payment_intent(user, order_id)
-    except stripe_gateway.StripeFailure:  # refused, so never made: the next try asks afresh
-        _forget_intent(order_id)
-        raise
+    return _create_payment_intent(user, order_id)
 
 
 @atomic
@@ -102,11 +98,6 @@ def _freeze_intent(user: User, order_id: str) -> None:
     if order.payment_summary is None and order.status in PAYABLE:
         stripe_requests.freeze(payment_intent_key(order.id),
                                lambda: _intent_params(order, user, customer_of(user.id)))
-
-
-@atomic
-def _forget_intent(order_id: str) -> None:
-    stripe_requests.forget(payment_intent_key(order_id))
 
 
 @atomic
@@ -128,7 +119,7 @@ def _create_payment_intent(user: User, order_id: str) -> tuple[Payment, bool]:
                        code="payment_intent_in_progress", headers={"Retry-After": "1"})
     # The order row stays locked over this one call, so concurrent callers wait and then
     # find the Payment; the idempotency key covers what a lock cannot (a crash, a retry).
-    intent = stripe_gateway.create_payment_intent(params, key)
+    intent = stripe_requests.send(stripe_gateway.create_payment_intent, params, key)
     payment = Payment(
         order_id=order.id, shopper_id=order.shopper_id, payment_intent_id=intent["id"],
         client_secret=intent["client_secret"], charge_type=order.charge_type, amount=order.total,

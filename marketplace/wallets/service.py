@@ -56,7 +56,7 @@ def ensure_customer(user: User) -> Customer:
     if customer.stripe_customer_id is None:
         params = stripe_requests.frozen(customer_key(user.id))
         found = _find_made(user, params["email"]) if customer.created_at < utcnow() - KEY_LIFETIME else None
-        made = found or stripe_gateway.create_customer(params, customer_key(user.id))
+        made = found or stripe_requests.send(stripe_gateway.create_customer, params, customer_key(user.id))
         customer.stripe_customer_id, customer.email = made["id"], made.get("email")
         audit.record("customer.created", "customer", customer.id)
     if customer.email != user.email:  # the shopper's email changed: Stripe's receipts follow

@@ -245,3 +245,87 @@ def test_the_wallet_and_checkout_flows_reconcile_to_zero(client, shopper, admin,
     assert run["counts"]["matched"] > 0
     assert {k: v for k, v in run["counts"].items() if k != "matched"} == {
         "missing_in_ledger": 0, "missing_in_stripe": 0, "amount_mismatch": 0}, run["discrepancies"]
+
+
+def _refuse_next(emulator, path, status=403):
+    """Stripe refuses the next POST under `path` without carrying it out, for no parameter."""
+    emu(emulator, "POST", "/_emulator/faults", path_prefix=path, mode="error", status=status, count=1, method="POST")
+
+
+def test_a_refused_try_keeps_the_parameters_a_concurrent_try_sent(client, shopper, emulator, monkeypatch):
+    """Tab A is refused (not for its parameters); before A has handled the refusal, tab B
+    sends the same request and loses the answer: the parameters stay what was sent, and the
+    retry after the shopper got a Customer is answered with the session Stripe made."""
+    from marketplace.payments import checkout
+
+    order_id = order_for(client, shopper, [onboarded_vendor(emulator)], [2400])["id"]
+    real_create = checkout._create
+
+    def tab_a_then_b(order):
+        monkeypatch.setattr(checkout, "_create", real_create)
+        _refuse_next(emulator, "/v1/checkout/sessions")
+        try:
+            return real_create(order)  # tab A: refused
+        finally:
+            _lose_next(emulator, "/v1/checkout/sessions")
+            with pytest.raises(Exception):  # tab B, once the order's lock is free: made, answer lost
+                real_create(order)
+
+    monkeypatch.setattr(checkout, "_create", tab_a_then_b)
+    assert client.post(f"/api/orders/{order_id}/checkout-session", headers=shopper).status_code >= 500
+    made = _sessions_of(emulator, order_id)
+    assert len(made) == 1
+    _save(client, shopper)
+    session = _open(client, shopper, order_id)
+    assert session["checkout_session_id"] == made[0]["id"]
+
+
+def test_a_replayed_session_past_its_expiry_is_not_handed_out(client, shopper, emulator, monkeypatch):
+    from datetime import timedelta
+
+    from marketplace.payments import checkout
+
+    order = order_for(client, shopper, [onboarded_vendor(emulator)], [2400])
+    _lose_next(emulator, "/v1/checkout/sessions")
+    assert client.post(f"/api/orders/{order['id']}/checkout-session", headers=shopper).status_code >= 500
+    later = checkout.utcnow() + timedelta(hours=25)
+    monkeypatch.setattr(checkout, "utcnow", lambda: later)
+    answer = client.post(f"/api/orders/{order['id']}/checkout-session", headers=shopper)
+    assert answer.status_code == 409 and answer.get_json()["error"]["code"] == "payment_window_closing"
+    db.session.rollback()
+    assert db.session.scalar(select(CheckoutSession.status)) == "expired"
+
+
+def test_a_customer_refused_for_its_email_is_asked_again_with_the_corrected_one(client, shopper, emulator):
+    user_id = _me(client, shopper)
+    good = db.session.get(User, user_id).email
+    db.session.get(User, user_id).email = "shopper@localhost"
+    db.session.commit()
+    assert client.post("/api/payment-methods/setup-intent", headers=shopper).status_code == 422
+    db.session.rollback()
+    db.session.get(User, user_id).email = good
+    db.session.commit()
+    assert client.post("/api/payment-methods/setup-intent", headers=shopper).status_code == 201
+    made = [c for c in emu(emulator, "GET", "/v1/customers", limit=100)["data"]
+            if c["metadata"].get("user_id") == user_id]
+    assert [c["email"] for c in made] == [good]
+
+
+def test_frozen_parameters_are_reaped_after_two_days(app):
+    from datetime import timedelta
+
+    from marketplace import stripe_requests
+    from marketplace.database import utcnow
+
+    stripe_requests.freeze("old", lambda: {"a": 1})
+    stripe_requests.freeze("new", lambda: {"b": 2})
+    db.session.get(StripeRequestModel(), "old").created_at = utcnow() - timedelta(hours=49)
+    db.session.commit()
+    assert stripe_requests.reap() == 1
+    assert stripe_requests.frozen("old") is None and stripe_requests.frozen("new") == {"b": 2}
+
+
+def StripeRequestModel():
+    from marketplace.stripe_requests import StripeRequest
+
+    return StripeRequest
