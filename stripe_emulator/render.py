@@ -26,6 +26,9 @@ def includable(emu, node, field):
     if node.get("object") == "checkout.session" and field == "line_items":
         from .resources.checkout import line_items
         return line_items(obj)
+    if node.get("object") == "invoice" and field in ("payments", "confirmation_secret"):
+        from .resources.invoices import includable as invoice_includable
+        return invoice_includable(emu, obj, field)
     return None
 
 
@@ -59,3 +62,23 @@ def _dispute(emu, obj, out):
 
 
 RENDERERS["dispute"] = _dispute
+
+
+def _invoice(emu, obj, out):
+    from .resources.invoices import render_invoice
+    render_invoice(emu, obj, out)
+
+
+def _subscription(emu, obj, out):
+    from .resources.subscriptions import render_subscription
+    render_subscription(emu, obj, out)
+
+
+def _subscription_item(emu, obj, out):
+    from .resources.subscriptions import render_item
+    render_item(emu, obj, out)
+
+
+RENDERERS["invoice"] = _invoice
+RENDERERS["subscription"] = _subscription
+RENDERERS["subscription_item"] = _subscription_item

@@ -12,7 +12,8 @@ import json
 from . import reference
 
 INCLUDABLE = {"charge": frozenset({"refunds"}),
-              "checkout.session": frozenset({"line_items"})}
+              "checkout.session": frozenset({"line_items"}),
+              "invoice": frozenset({"confirmation_secret", "payments"})}
 
 
 @functools.lru_cache(maxsize=1)

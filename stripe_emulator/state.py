@@ -103,6 +103,10 @@ class Emulator:
             # currency is converted to the default one
             self.default_currency = "usd"
             self.settlement_currencies = {"usd"}
+            # Billing's settings for failed payments (the `billing` control; see
+            # resources/invoices.py), and whether the clock is passing due billing steps
+            self.billing = None
+            self.billing_stepping = False
 
     def now(self):
         """Emulator time in unix seconds."""

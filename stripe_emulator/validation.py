@@ -8,6 +8,7 @@ through `data.`, at most four levels. Metadata and free-text limits are Stripe's
 """
 from . import reference
 from .errors import StripeError, invalid, missing, unknown
+from .shapes import INCLUDABLE
 
 MAX_EXPAND_DEPTH = 4
 METADATA_MAX_KEYS = 50
@@ -204,8 +205,8 @@ def _walk(parts, kinds, path):
                 continue
             known = True
             node, names = _targets(table[part])
-            if node in ("ref", "list"):
-                expandable = True
+            if node in ("ref", "list") or part in INCLUDABLE.get(kind, ()):
+                expandable = True  # an id, a list, or a field shown only when expanded
             next_kinds.extend("list:" + n for n in names) if node == "list" else \
                 next_kinds.extend(names)
         if not known or (last and not expandable):

@@ -99,6 +99,8 @@ class Objects:
         self.shapes: dict[str, dict] = {}
 
     def field_kind(self, tp, owner: str, field: str, module: str) -> str:
+        if isinstance(tp, str):  # a bare string annotation (`price: "Price"`)
+            tp = typing.ForwardRef(tp)
         tp, nullable = _strip_optional(tp)
         kind = self._kind(tp, owner, field, module)
         return kind + "?" if nullable else kind

@@ -14,6 +14,7 @@ from .payment_intents import authenticated, authentication_failed
 from .payouts import advance_payouts
 from . import setup_intents
 from .refunds import FAILURE_REASONS, fail_refund
+from .subscriptions import advance as advance_billing
 
 
 @route("POST", "/_emulator/reset")
@@ -60,12 +61,13 @@ def get_clock(ctx):
 
 @route("POST", "/_emulator/clock/advance")
 def advance_clock(ctx):
-    """Move the clock on; payouts progress and their events are sent."""
+    """Move the clock on: subscriptions bill what falls due on the way, each step at its
+    time; payouts progress and their events are sent; Checkout Sessions expire."""
     seconds = ctx.params.int("seconds", required=True, minimum=0)
     emu = ctx.emu
     with emu.lock:
         before = emu.now()
-        now = emu.clock.advance(seconds)
+        now = advance_billing(ctx, seconds)
         advance_payouts(emu)
         expire_due(emu)
         announce_available(emu, before, now)
@@ -84,6 +86,36 @@ def announce_available(emu, before, now):
             accounts.add(account)
     for account in sorted(accounts):
         emu.emit("balance.available", balance_object(emu, account), account=account)
+
+
+@route("GET", "/_emulator/billing")
+@route("POST", "/_emulator/billing")
+def billing_control(ctx):
+    """Stripe Billing's Dashboard settings for failed payments: `retry_days` (days after the
+    previous automatic attempt each retry is made, default [3, 5, 7]) and `after_retries`
+    (`cancel` the subscription, default, or mark it `unpaid`, or leave it `past_due`)."""
+    from .invoices import AFTER_RETRIES, billing_settings
+    p = ctx.params
+    emu = ctx.emu
+    with emu.lock:
+        settings = billing_settings(emu)
+        if ctx.method == "POST":
+            for key in p.data:
+                if key not in ("retry_days", "after_retries"):
+                    raise StripeError("Unknown billing setting: %s" % key, saved=False)
+            days = settings["retry_days"]
+            if p.has("retry_days"):
+                try:
+                    days = [int(d) for d in p.list("retry_days")]
+                except (TypeError, ValueError):
+                    raise StripeError("retry_days must be a list of whole days.",
+                                      saved=False) from None
+                if any(d < 1 for d in days) or len(days) > 8:
+                    raise StripeError("retry_days: at most 8 retries, each at least a day "
+                                      "after the previous attempt.", saved=False)
+            after = p.str("after_retries", settings["after_retries"], choices=AFTER_RETRIES)
+            settings.update(retry_days=days, after_retries=after)
+        return dict(settings)
 
 
 @route("POST", "/_emulator/capture")

@@ -170,8 +170,12 @@ def list_customers(ctx):
 
 @route("DELETE", "/v1/customers/<cid>")
 def delete_customer(ctx):
-    """DELETE /v1/customers/{id}: `customer.deleted`; the customer can no longer be used."""
+    """DELETE /v1/customers/{id}: its subscriptions canceled at once
+    (`customer.subscription.deleted`), `customer.deleted`; the customer can no longer be
+    used."""
+    from .subscriptions import customer_deleted
     customer = _live(ctx)
+    customer_deleted(ctx.emu, customer)
     ctx.emu.emit("customer.deleted", customer, account=ctx.account)
     customer["deleted"] = True
     return {"id": customer["id"], "object": "customer", "deleted": True}

@@ -9,7 +9,9 @@ confirming again starts a new attempt that needs authentication again. Off-sessi
 `authentication_required`, back to `requires_payment_method`. A test id
 (`pm_card_visa`) becomes a PaymentMethod of its own; with a `customer`, the PaymentMethod
 must be that customer's or attached to none, and `setup_future_usage` attaches it to the
-customer when the payment succeeds.
+customer when the payment succeeds. An invoice's PaymentIntent (invoices.py makes it) tells
+its invoice what became of each attempt (paid, failed, waiting for 3-D Secure), by whatever
+path it was confirmed; it cannot be canceled nor have its money terms changed.
 """
 from ..errors import StripeError, invalid
 from ..routes import route
@@ -214,8 +216,12 @@ def _check_owner(ctx, pi, pm):
             extra={"payment_intent": show(ctx, pi)})
 
 
-def attempt(ctx, pi, pm, p):
-    """Run one confirmation attempt of `pi` with the (stored) PaymentMethod `pm`."""
+def attempt(ctx, pi, pm, p, billing=False):
+    """Run one confirmation attempt of `pi` with the (stored) PaymentMethod `pm`.
+
+    `billing`: an invoice's collection by Stripe Billing, where a card that needs
+    authentication leaves the PaymentIntent in `requires_action` (the customer is asked to
+    authenticate) even off-session, instead of failing with `authentication_required`."""
     emu = ctx.emu
     off_session = _off_session(p)
     return_url = p.str("return_url")
@@ -232,12 +238,15 @@ def attempt(ctx, pi, pm, p):
     pi["payment_method"] = pm_id = pm["id"]
     info = card_of(emu, pm_id)
     if info.behaviour == "authenticate" and _needs_authentication(emu, pi, info, off_session):
-        if off_session or p.bool("error_on_requires_action", False):
+        if (off_session and not billing) or p.bool("error_on_requires_action", False):
             raise failed_attempt(emu, pi, pm_id, "authentication_required",
                                  code="authentication_required")
         pi.update(status="requires_action", _return_url=return_url,
                   next_action=next_action(ctx, "payment_intents", pi, return_url))
         emu.emit("payment_intent.requires_action", pi, account=pi["_account"])
+        if pi.get("_invoice"):
+            from .invoices import payment_action_required
+            payment_action_required(emu, pi)
         return
     if info.behaviour == "decline":
         raise failed_attempt(emu, pi, pm_id, info.decline_code, code=info.code)
@@ -251,6 +260,9 @@ def _needs_authentication(emu, pi, info, off_session):
     if info.when == "on_session":
         return not off_session
     return not emu.is_set_up(pi.get("customer"), pi["payment_method"])
+
+
+needs_authentication = _needs_authentication
 
 
 def next_action(ctx, kind, intent, return_url):
@@ -281,6 +293,9 @@ def failed_attempt(emu, pi, pm, decline_code, code="card_declined"):
               next_action=None, payment_method=None, last_payment_error=error)
     emu.emit("charge.failed", charge, account=account)
     emu.emit("payment_intent.payment_failed", pi, account=account)
+    if pi.get("_invoice"):
+        from .invoices import payment_failed
+        payment_failed(emu, pi)
     return StripeError(message, type="card_error", code=code, status=402,
                        decline_code=decline_code, headers={"Stripe-Should-Retry": "false"},
                        extra={"charge": charge["id"], "payment_intent": emu.render(pi),
@@ -307,6 +322,9 @@ def succeed(emu, pi, pm):
     capture(emu, charge, pi["amount"], synchronous=pi["capture_method"] == "automatic")
     pi.update(status="succeeded", amount_received=pi["amount"])
     emu.emit("payment_intent.succeeded", pi, account=account)
+    if pi.get("_invoice"):
+        from .invoices import payment_succeeded
+        payment_succeeded(emu, pi)
 
 
 def authenticated(emu, pi):
@@ -334,6 +352,9 @@ def authentication_failed(emu, pi):
                              "to fulfill this PaymentIntent again.",
                   "payment_method": emu.render(emu.store.find(pm))})
     emu.emit("payment_intent.payment_failed", pi, account=pi["_account"])
+    if pi.get("_invoice"):
+        from .invoices import payment_failed
+        payment_failed(emu, pi)
 
 
 @route("POST", "/v1/payment_intents/<pid>/confirm")
@@ -396,6 +417,10 @@ def cancel_payment_intent(ctx):
     if pi.get("_checkout_session") and pi["status"] != "requires_capture":
         raise StripeError("You cannot cancel this PaymentIntent because it was created by a "
                           "Checkout Session. Expire the Checkout Session instead.", saved=False)
+    if pi.get("_invoice"):
+        raise StripeError("You cannot cancel this PaymentIntent because it was created by an "
+                          "invoice; cancel its subscription instead.",
+                          saved=False)
     if pi["status"] == "requires_capture":
         charge = emu.store.find(pi["latest_charge"])
         charge.update(amount_refunded=charge["amount"], refunded=True)
@@ -432,6 +457,13 @@ def update_payment_intent(ctx):
                   "payment_method", "capture_method")
     if pi["status"] not in CONFIRMABLE and any(p.has(k) for k in money_keys):
         raise _unexpected(ctx, pi, "update")
+    if pi.get("_invoice"):
+        for key in ("amount", "currency", "transfer_data", "application_fee_amount",
+                    "customer", "capture_method"):
+            if p.has(key):
+                raise invalid("You cannot update `%s` on a PaymentIntent created by an "
+                              "invoice: change the invoice or its subscription instead."
+                              % key, key)
     amount, cur, fee, transfer_data = money_terms(ctx, p, pi)
     changes = {"amount": amount, "currency": cur, "application_fee_amount": fee,
                "transfer_data": transfer_data}
