@@ -100,6 +100,7 @@ def _import_models() -> None:
     import marketplace.payouts.models  # noqa: F401
     import marketplace.reconciliation.models  # noqa: F401
     import marketplace.stripe_requests  # noqa: F401
+    import marketplace.subscriptions.models  # noqa: F401
     import marketplace.vendors.models  # noqa: F401
     import marketplace.wallets.models  # noqa: F401
     import marketplace.webhooks.models  # noqa: F401
@@ -110,6 +111,8 @@ def register_blueprints(app: Flask) -> None:
     from marketplace.auth.routes import blp as auth_blp
     from marketplace.catalog.routes import blp as products_blp
     from marketplace.exports.routes import blp as admin_exports_blp
+    from marketplace.subscriptions.routes import blp as subscriptions_blp
+    from marketplace.subscriptions.routes import vendor_blp as vendor_subscriptions_blp
     from marketplace.extensions import api
     from marketplace.health.routes import blp as health_blp
     from marketplace.movements.routes import blp as admin_movements_blp
@@ -136,6 +139,8 @@ def register_blueprints(app: Flask) -> None:
     for blp in (admin_reconciliation_blp, admin_reports_blp, admin_audit_blp, admin_movements_blp):
         api.register_blueprint(blp)
     for blp in (vendor_statements_blp, admin_statements_blp, admin_exports_blp):
+        api.register_blueprint(blp)
+    for blp in (subscriptions_blp, vendor_subscriptions_blp):
         api.register_blueprint(blp)
 
 

@@ -603,3 +603,55 @@ def expire_checkout_session(session_id: str) -> dict:
     """Expire an open Checkout Session; Stripe refuses one no longer open (the caller reads
     its state again)."""
     return to_dict(client().v1.checkout.sessions.expire(session_id))
+
+
+# Subscriptions ---------------------------------------------------------------------------
+
+@_stripe_call()
+def create_product(params: dict, idempotency_key: str) -> dict:
+    """A Stripe Product for a vendor's recurring product (key from the local product)."""
+    return to_dict(client().v1.products.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def create_price(params: dict, idempotency_key: str) -> dict:
+    """A recurring Price (key from the product and the terms it is made for)."""
+    return to_dict(client().v1.prices.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def create_subscription(params: dict, idempotency_key: str) -> dict:
+    """A Subscription on the platform (key from the local subscription)."""
+    return to_dict(client().v1.subscriptions.create(params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def retrieve_subscription(subscription_id: str, expand: list[str] | None = None) -> dict:
+    """A Subscription as Stripe sees it now."""
+    params = {"expand": expand} if expand else {}
+    return to_dict(client().v1.subscriptions.retrieve(subscription_id, params))
+
+
+@_stripe_call()
+def update_subscription(subscription_id: str, params: dict) -> dict:
+    """Change a Subscription (cancel at the period's end, or not)."""
+    return to_dict(client().v1.subscriptions.update(subscription_id, params))
+
+
+@_stripe_call()
+def cancel_subscription(subscription_id: str) -> dict:
+    """End a Subscription now (Stripe refuses one already canceled)."""
+    return to_dict(client().v1.subscriptions.cancel(subscription_id))
+
+
+@_stripe_call()
+def retrieve_invoice(invoice_id: str, expand: list[str] | None = None) -> dict:
+    """An Invoice as Stripe sees it now (`payments` expanded: the PaymentIntent that paid it)."""
+    params = {"expand": expand} if expand else {}
+    return to_dict(client().v1.invoices.retrieve(invoice_id, params))
+
+
+@_stripe_call()
+def update_invoice(invoice_id: str, params: dict, idempotency_key: str) -> dict:
+    """Change a draft Invoice (its application fee; key from the invoice)."""
+    return to_dict(client().v1.invoices.update(invoice_id, params, _opts(idempotency_key)))

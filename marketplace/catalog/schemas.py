@@ -8,6 +8,11 @@ from marketplace.pagination import PageArgsSchema
 MAX_STOCK = 1_000_000_000
 
 
+class RecurringSchema(Schema):
+    interval = fields.String(required=True, validate=validate.OneOf(("month", "year")))
+    interval_count = fields.Integer(load_default=1, strict=True, validate=validate.Range(min=1, max=12))
+
+
 class ProductCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(load_default="", validate=validate.Length(max=5000))
@@ -18,6 +23,9 @@ class ProductCreateSchema(Schema):
     currency = Currency(required=True)
     stock = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=MAX_STOCK))
     active = StrictBoolean(load_default=True)
+    recurring = fields.Nested(RecurringSchema, allow_none=True, load_default=None,
+                              metadata={"description": "sold by subscription: billed every interval_count months "
+                                                       "or years at `price`; null: a one-off product"})
 
     @validates_schema
     def _price_in_currency(self, data, **kwargs) -> None:
@@ -48,6 +56,7 @@ class ProductSchema(Schema):
     currency = fields.String(required=True)
     stock = fields.Integer(required=True)
     active = fields.Boolean(required=True)
+    recurring = fields.Nested(RecurringSchema, allow_none=True)
 
 
 class ProductListArgsSchema(PageArgsSchema):

@@ -21,9 +21,10 @@ def create_product(user: User, fields: dict[str, Any]) -> Product:
     """A new product of the caller's vendor (which must exist)."""
     vendor = vendor_for_user(user)
     product = Product(vendor_id=vendor.id, **{k: fields[k] for k in EDITABLE if k in fields})
+    _set_recurring(product, fields.get("recurring"))
     db.session.add(product)
     db.session.commit()
-    return product
+    return _priced(product)
 
 
 def get_product(product_id: str) -> Product:
@@ -56,5 +57,22 @@ def update_product(user: User, product_id: str, changes: dict[str, Any]) -> Prod
     for key in EDITABLE:
         if key in changes:
             setattr(product, key, changes[key])
+    if "recurring" in changes:
+        _set_recurring(product, changes["recurring"])
     db.session.commit()
-    return product
+    return _priced(product)
+
+
+def _set_recurring(product: Product, recurring: dict | None) -> None:
+    product.recurring_interval = recurring["interval"] if recurring else None
+    product.recurring_interval_count = recurring.get("interval_count", 1) if recurring else None
+
+
+def _priced(product: Product) -> Product:
+    """A recurring product gets the Stripe Price of its terms now (a new one when they
+    changed; subscriptions keep theirs); subscribing makes it too if Stripe was away."""
+    if product.recurring_interval is None:
+        return product
+    from marketplace.subscriptions.service import ensure_price
+
+    return ensure_price(product.id)

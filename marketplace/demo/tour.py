@@ -144,6 +144,8 @@ STEPS = [
      lambda tour, app: shopping.place_and_pay(tour)),
     ("Saving a card and paying with it; paying on Stripe's hosted Checkout",
      lambda tour, app: shopping.wallet_and_checkout(tour)),
+    ("A monthly subscription: subscribed, a month passes, the renewal is paid",
+     lambda tour, app: shopping.subscribe_and_renew(tour)),
     ("Refunding part of the three-vendor order", lambda tour, app: shopping.refund_partially(tour)),
     ("A disputed charge: opened, vendor share recovered, won", lambda tour, app: shopping.open_and_win_dispute(tour)),
     ("Advancing Stripe's clock three days (funds become available)", lambda tour, app: shopping.advance_clock(tour)),

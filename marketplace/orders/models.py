@@ -55,6 +55,10 @@ class Order(db.Model):
     # Set once when reserved stock goes back to the shelf, so it never goes back twice.
     stock_released_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # An order made for a subscription's paid invoice (never a shopper's cart): booked,
+    # refunded, paid out and reconciled as any destination charge.
+    subscription_id: Mapped[str | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow

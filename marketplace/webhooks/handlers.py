@@ -15,6 +15,7 @@ from marketplace.payments import adoption, checkout, disputes, refunds, transfer
 from marketplace.payments import service as payments
 from marketplace.payouts import service as payouts
 from marketplace.stripe_gateway import StripeFailure
+from marketplace.subscriptions import service as subscriptions
 from marketplace.vendors import service as vendors
 from marketplace.wallets import service as wallets
 
@@ -83,6 +84,13 @@ HANDLERS: dict[str, Handler] = {
     "payout.failed": on_object(payouts.handle_payout_failed, none_is_ignored=True),
     "payout.canceled": on_object(payouts.handle_payout_canceled, none_is_ignored=True),
     "balance.available": on_object(engine.handle_balance_available),
+    "invoice.created": on_object(subscriptions.handle_invoice_created, none_is_ignored=True),
+    "invoice.paid": on_object(subscriptions.handle_invoice_paid, none_is_ignored=True),
+    "invoice.payment_failed": on_object(subscriptions.handle_subscription_changed, none_is_ignored=True),
+    "invoice.payment_action_required": on_object(subscriptions.handle_subscription_changed, none_is_ignored=True),
+    "customer.subscription.created": on_object(subscriptions.handle_subscription_changed, none_is_ignored=True),
+    "customer.subscription.updated": on_object(subscriptions.handle_subscription_changed, none_is_ignored=True),
+    "customer.subscription.deleted": on_object(subscriptions.handle_subscription_changed, none_is_ignored=True),
 }
 
 

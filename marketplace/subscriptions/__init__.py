@@ -1,0 +1,1 @@
+"""Vendors' recurring products: Stripe Subscriptions on the platform, each paid invoice an order."""

@@ -1,0 +1,293 @@
+"""Vendor subscriptions through the emulator: Stripe bills them, every paid invoice is an order
+booked as a destination charge, paid out and reconciled; renewals by advancing the clock."""
+import random
+
+import pytest
+from sqlalchemy import func, select
+
+from marketplace.extensions import db
+from marketplace.ledger.models import JournalEntry
+from marketplace.orders.models import Order
+from marketplace.subscriptions.models import Subscription
+from tests.integration.test_wallets import _save
+from tests.payments_helpers import assert_balances_match, emu, onboarded_vendor, settle, stripe_balance
+from tests.reconciliation_helpers import emulator_now, reconcile
+from tests.webhook_helpers import deliver
+
+pytestmark = pytest.mark.needs("emulator")
+MONTH = 31 * 86400 + 2 * 3600  # past the period end and the renewal draft's hour
+
+
+def _vendor_headers(auth, vendor):
+    """A token of the vendor's user (made by onboarded_vendor with the factories' password)."""
+    from marketplace.auth import service
+    from marketplace.auth.models import User
+
+    user = db.session.get(User, vendor.user_id)
+    return {"Authorization": f"Bearer {service.issue_token(user.email, 'correct horse battery').token}"}
+
+
+def _recurring_product(client, auth, emulator, price=1500, interval="month", count=1, **fee):
+    vendor = onboarded_vendor(emulator, **fee)
+    response = client.post("/api/products", json={
+        "name": "Tea of the month", "price": price, "currency": "usd", "stock": 0,
+        "recurring": {"interval": interval, "interval_count": count}}, headers=_vendor_headers(auth, vendor))
+    assert response.status_code == 201, response.get_json()
+    return vendor, response.get_json()
+
+
+def _subscribe(client, shopper, product_id, status=201, **body):
+    response = client.post("/api/subscriptions", json={"product_id": product_id, **body}, headers=shopper)
+    assert response.status_code == status, response.get_json()
+    return response.get_json()
+
+
+def _renew(client, emulator, seconds=MONTH):
+    emu(emulator, "POST", "/_emulator/clock/advance", seconds=seconds)
+    settle(client, emulator)
+
+
+def _invoice_orders(subscription_id):
+    db.session.rollback()
+    return db.session.scalars(select(Order).where(Order.subscription_id == subscription_id)
+                              .order_by(Order.created_at)).all()
+
+
+def test_a_recurring_product_has_a_stripe_price_and_a_new_one_when_its_price_changes(client, auth, emulator):
+    vendor, product = _recurring_product(client, auth, emulator, price=1500)
+    assert product["recurring"] == {"interval": "month", "interval_count": 1}
+    db.session.rollback()
+    from marketplace.catalog.models import Product
+
+    first = db.session.get(Product, product["id"]).stripe_price_id
+    price = emu(emulator, "GET", f"/v1/prices/{first}")
+    assert (price["unit_amount"], price["recurring"]["interval"]) == (1500, "month")
+    changed = client.patch(f"/api/products/{product['id']}", json={"price": 1800},
+                           headers=_vendor_headers(auth, vendor))
+    assert changed.status_code == 200, changed.get_json()
+    db.session.rollback()
+    second = db.session.get(Product, product["id"]).stripe_price_id
+    assert second != first and emu(emulator, "GET", f"/v1/prices/{second}")["unit_amount"] == 1800
+
+
+def test_three_periods_paid_each_an_order_to_the_cent(client, auth, shopper, admin, emulator):
+    vendor, product = _recurring_product(client, auth, emulator, price=2000)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    assert subscription["status"] == "active" and subscription["fee_policy"]["percent_bps"] == 1000
+    assert subscription["latest_invoice"]["status"] == "paid"
+    settle(client, emulator)
+    for _ in range(2):
+        _renew(client, emulator)
+    orders = _invoice_orders(subscription["id"])
+    assert [o.total for o in orders] == [2000, 2000, 2000] and all(o.status == "paid" for o in orders)
+    for order in orders:
+        assert order.splits[0].platform_fee == 200 and order.splits[0].vendor_net == 1800
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 3 * 1800
+    for order in orders:
+        assert_balances_match_platform_only(emulator)
+    assert db.session.scalar(select(func.count()).select_from(JournalEntry).where(JournalEntry.kind == "charge")) == 3
+    fetched = client.get(f"/api/subscriptions/{subscription['id']}", headers=shopper).get_json()
+    assert fetched["latest_invoice"]["order_id"] == orders[-1].id
+    sales = client.get("/api/vendors/me/sales", headers=_vendor_headers(auth, vendor))
+    assert sales.status_code == 200
+    now = emulator_now(emulator)
+    matched = 0
+    for start in range(now - 4 * MONTH, now + 3600, 30 * 86400):  # windows of at most 31 days
+        run = reconcile(client, admin, start, min(start + 30 * 86400, now + 3600))
+        matched += run["counts"]["matched"]
+        assert {k: v for k, v in run["counts"].items() if k != "matched"} == {
+            "missing_in_ledger": 0, "missing_in_stripe": 0, "amount_mismatch": 0}, run["discrepancies"]
+    assert matched >= 3 * 3  # each invoice's charge, application fee and the vendor's payment
+
+
+def assert_balances_match_platform_only(emulator):
+    from marketplace.ledger import service as ledger
+
+    db.session.rollback()
+    assert stripe_balance(emulator) == ledger.balance("platform:stripe_balance", "usd")
+
+
+def test_the_invoice_events_duplicated_and_shuffled_book_each_invoice_once(client, auth, shopper, emulator):
+    _, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    emu(emulator, "POST", "/_emulator/clock/advance", seconds=MONTH)
+    emu(emulator, "POST", "/_emulator/settle")
+    from tests.integration.test_checkout import _events
+
+    events = _events(emulator)
+    assert {"invoice.paid", "customer.subscription.updated"} <= {e["type"] for e in events}
+    shuffled = events + events
+    random.Random(11).shuffle(shuffled)
+    for event in shuffled:
+        assert deliver(client, event).status_code == 200
+    settle(client, emulator)
+    orders = _invoice_orders(subscription["id"])
+    assert len(orders) == 2 and len({o.stripe_invoice_id for o in orders}) == 2
+    assert all(o.status == "paid" for o in orders)
+    assert_balances_match_platform_only(emulator)
+
+
+def test_a_failed_renewal_makes_it_past_due_then_a_working_card_recovers_it(client, auth, shopper, emulator):
+    vendor, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    settle(client, emulator)
+    db.session.rollback()
+    local = db.session.get(Subscription, subscription["id"])
+    customer = db.session.scalar(select(Subscription).where(Subscription.id == local.id))
+    stripe_sub = emu(emulator, "GET", f"/v1/subscriptions/{local.stripe_subscription_id}")
+    declining = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach",
+                    customer=stripe_sub["customer"])
+    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=declining["id"])
+    _renew(client, emulator)
+    assert client.get(f"/api/subscriptions/{customer.id}", headers=shopper).get_json()["status"] == "past_due"
+    assert len(_invoice_orders(subscription["id"])) == 1
+    working = emu(emulator, "POST", "/v1/payment_methods/pm_card_visa/attach", customer=stripe_sub["customer"])
+    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=working["id"])
+    _renew(client, emulator, seconds=8 * 86400)  # Stripe's next retry
+    assert client.get(f"/api/subscriptions/{customer.id}", headers=shopper).get_json()["status"] == "active"
+    orders = _invoice_orders(subscription["id"])
+    assert len(orders) == 2 and stripe_balance(emulator, vendor.stripe_account_id) == 2 * (1500 - 150)
+
+
+def test_a_first_payment_needing_authentication_answers_next_action(client, auth, shopper, emulator):
+    _, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_authenticationRequired")
+    assert subscription["status"] == "incomplete" and subscription["next_action"]
+    assert _invoice_orders(subscription["id"]) == []
+    invoice = emu(emulator, "GET", f"/v1/invoices/{subscription['latest_invoice']['id']}", **{"expand[]": "payments"})
+    intent = invoice["payments"]["data"][0]["payment"]["payment_intent"]
+    emu(emulator, "POST", f"/_emulator/payment_intents/{intent}/authenticate", outcome="succeed")  # the shopper
+    settle(client, emulator)
+    assert client.get(f"/api/subscriptions/{subscription['id']}", headers=shopper).get_json()["status"] == "active"
+    assert [o.status for o in _invoice_orders(subscription["id"])] == ["paid"]
+    assert_balances_match_platform_only(emulator)
+
+
+def test_cancel_at_period_end_then_it_ends_and_cancel_now(client, auth, shopper, admin, emulator):
+    _, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    scheduled = client.post(f"/api/subscriptions/{subscription['id']}/cancel", json={"at_period_end": True},
+                            headers=shopper)
+    assert scheduled.status_code == 200 and scheduled.get_json()["cancel_at_period_end"] is True
+    assert scheduled.get_json()["status"] == "active"
+    _renew(client, emulator)
+    ended = client.get(f"/api/subscriptions/{subscription['id']}", headers=shopper).get_json()
+    assert ended["status"] == "canceled" and len(_invoice_orders(subscription["id"])) == 1
+    again = client.post(f"/api/subscriptions/{subscription['id']}/cancel", json={"at_period_end": False},
+                        headers=shopper)
+    assert again.status_code == 409
+    _, other_product = _recurring_product(client, auth, emulator)
+    card = client.get("/api/payment-methods", headers=shopper).get_json()["data"][0]  # saved by the first
+    assert client.put(f"/api/payment-methods/{card['id']}/default", headers=shopper).status_code == 200
+    other = _subscribe(client, shopper, other_product["id"])  # with the default card
+    now = client.post(f"/api/subscriptions/{other['id']}/cancel", json={"at_period_end": False}, headers=admin)
+    assert now.status_code == 200 and now.get_json()["status"] == "canceled"
+
+
+def test_a_refunded_invoice_takes_the_vendors_share_back(client, auth, shopper, admin, emulator):
+    vendor, product = _recurring_product(client, auth, emulator, price=3000)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    settle(client, emulator)
+    order_id = client.get(f"/api/subscriptions/{subscription['id']}", headers=admin).get_json()[
+        "latest_invoice"]["order_id"]
+    refund = client.post(f"/api/orders/{order_id}/refunds", json={"reason": "requested_by_customer", "amount": 1000},
+                         headers=admin)
+    assert refund.status_code == 201, refund.get_json()
+    settle(client, emulator)
+    assert_balances_match(emulator, order_id)
+
+
+def test_vendors_see_subscribers_and_monthly_recurring_revenue_shoppers_their_own(client, auth, shopper, emulator):
+    vendor, monthly = _recurring_product(client, auth, emulator, price=1500)
+    response = client.post("/api/products", json={
+        "name": "Yearly box", "price": 12000, "currency": "usd", "stock": 0,
+        "recurring": {"interval": "year", "interval_count": 1}}, headers=_vendor_headers(auth, vendor))
+    yearly = response.get_json()
+    first = _subscribe(client, shopper, monthly["id"], payment_method="pm_card_visa")
+    saved = client.get("/api/payment-methods", headers=shopper).get_json()["data"][0]
+    _subscribe(client, shopper, yearly["id"], payment_method=saved["id"])  # the card the first saved
+    assert first["status"] == "active"
+    listed = client.get("/api/vendors/me/subscriptions", headers=_vendor_headers(auth, vendor)).get_json()
+    assert listed["summary"] == {"active": 2, "mrr": [{"currency": "usd", "amount": 1500 + 1000}]}
+    mine = client.get("/api/subscriptions", headers=shopper).get_json()["data"]
+    assert len(mine) == 2
+    _, stranger = auth.user("shopper")
+    assert client.get("/api/subscriptions", headers=stranger).get_json()["data"] == []
+    assert client.get(f"/api/subscriptions/{mine[0]['id']}", headers=stranger).status_code == 404
+    twice = client.post("/api/subscriptions", json={"product_id": monthly["id"]}, headers=shopper)
+    assert twice.status_code == 409 and twice.get_json()["error"]["code"] == "already_subscribed"
+
+
+def test_concurrent_subscribes_to_one_product_make_one_subscription(app, client, auth, shopper, emulator, pg_only):
+    import threading
+
+    _, product = _recurring_product(client, auth, emulator)
+    card = _save(client, shopper)
+    answers, barrier = [], threading.Barrier(4)
+
+    def attempt():
+        with app.test_client() as own:
+            barrier.wait()
+            answer = own.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": card["id"]},
+                              headers=shopper)
+            answers.append((answer.status_code, (answer.get_json() or {}).get("id")))
+            db.session.remove()
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Each is refused as subscribed already, or is the one subscription (a request that found
+    # it still being made sent the same request under the same key).
+    assert {status for status, _ in answers} <= {201, 409} and 201 in {status for status, _ in answers}, answers
+    assert len({made for status, made in answers if status == 201}) == 1
+    assert len(emu(emulator, "GET", "/v1/subscriptions", limit=100)["data"]) == 1
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Subscription)) == 1
+
+
+def test_a_fixed_fee_is_added_to_each_renewal(client, auth, shopper, emulator):
+    vendor, product = _recurring_product(client, auth, emulator, price=2000, fee_percent_bps=1000, fee_fixed=50)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    assert subscription["fee_policy"] == {"percent_bps": 1000, "fixed": 50}
+    settle(client, emulator)
+    _renew(client, emulator, seconds=31 * 86400 + 60)  # the renewal's draft, told by invoice.created
+    _renew(client, emulator, seconds=2 * 3600)  # finalized and paid
+    first, renewal = _invoice_orders(subscription["id"])
+    assert (first.splits[0].platform_fee, renewal.splits[0].platform_fee) == (200, 250)
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 1800 + 1750
+    assert_balances_match_platform_only(emulator)
+
+
+def test_invoices_are_paid_out_with_the_vendors_other_sales(client, auth, shopper, admin, emulator, monkeypatch):
+    from tests.payouts_helpers import follow_emulator_clock, payouts_of
+
+    follow_emulator_clock(monkeypatch, emulator)
+    vendor, product = _recurring_product(client, auth, emulator, price=2500)
+    _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    _renew(client, emulator)  # a second invoice, and the first one's funds available
+    _renew(client, emulator, seconds=8 * 86400)
+    run = client.post("/api/admin/payout-runs", json={"currency": "usd"}, headers=admin)
+    assert run.status_code in (201, 202), run.get_json()
+    settle(client, emulator)
+    payouts = emu(emulator, "GET", "/v1/payouts", account=vendor.stripe_account_id)["data"]
+    assert [p["amount"] for p in payouts] == [2 * 2250]
+    assert [(p.amount, p.order_count) for p in payouts_of(vendor)] == [(2 * 2250, 2)]
+
+
+def test_a_declined_first_payment_is_402_and_leaves_the_shopper_free_to_subscribe_again(client, auth, shopper,
+                                                                                       emulator):
+    _, product = _recurring_product(client, auth, emulator)
+    declined = client.post("/api/subscriptions", json={"product_id": product["id"],
+                                                       "payment_method": "pm_card_chargeCustomerFail"}, headers=shopper)
+    assert declined.status_code == 402, declined.get_json()
+    db.session.rollback()
+    assert db.session.scalar(select(Subscription.status)) in ("canceled", "incomplete_expired")
+    made = emu(emulator, "GET", "/v1/subscriptions", limit=100, status="all")["data"]
+    assert [s["status"] for s in made] == ["canceled"]
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    assert subscription["status"] == "active"
+    settle(client, emulator)
+    assert len(_invoice_orders(subscription["id"])) == 1
+    assert_balances_match_platform_only(emulator)
