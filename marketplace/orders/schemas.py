@@ -129,6 +129,9 @@ class OrderSchema(Schema):
     items = fields.List(fields.Nested(OrderItemSchema), required=True)
     splits = fields.List(fields.Nested(OrderSplitSchema), required=True)
     payment = fields.Nested(PaymentSummarySchema, required=True, allow_none=True)
+    subscription_id = fields.String(allow_none=True, metadata={
+        "description": "the subscription whose paid invoice this order books; null for a cart"})
+    stripe_invoice_id = fields.String(allow_none=True)
     created_at = fields.Function(
         lambda o: isoformat(o.created_at), required=True, metadata={"type": "string", "format": "date-time"}
     )

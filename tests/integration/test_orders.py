@@ -42,7 +42,8 @@ def test_one_vendor_order_is_a_destination_charge(client, shopper):
     assert body["status"] == "pending_payment" and body["charge_type"] == "destination"
     assert body["currency"] == "usd" and body["total"] == 2010 and body["platform_fee"] == 201
     assert body["payment"] is None and body["created_at"].endswith("Z")
-    assert list(body) == ["id", "status", "currency", "subtotal", "total", "platform_fee", "charge_type", "items", "splits", "payment", "created_at"]
+    assert list(body) == ["id", "status", "currency", "subtotal", "total", "platform_fee", "charge_type", "items", "splits", "payment", "subscription_id", "stripe_invoice_id", "created_at"]
+    assert body["subscription_id"] is None and body["stripe_invoice_id"] is None  # a cart, not an invoice
     [item] = body["items"]
     assert item == {"id": item["id"], "product_id": product.id, "vendor_id": product.vendor_id, "name": product.name, "unit_price": 1005, "quantity": 2, "amount": 2010}
     [split] = body["splits"]

@@ -88,6 +88,9 @@ def test_three_periods_paid_each_an_order_to_the_cent(client, auth, shopper, adm
     assert db.session.scalar(select(func.count()).select_from(JournalEntry).where(JournalEntry.kind == "charge")) == 3
     fetched = client.get(f"/api/subscriptions/{subscription['id']}", headers=shopper).get_json()
     assert fetched["latest_invoice"]["order_id"] == orders[-1].id
+    order = client.get(f"/api/orders/{orders[-1].id}", headers=shopper).get_json()
+    assert (order["subscription_id"], order["stripe_invoice_id"]) == (subscription["id"], fetched["latest_invoice"]["id"])
+    assert order["status"] == "paid" and order["payment"]["payment_intent_id"].startswith("pi_")
     sales = client.get("/api/vendors/me/sales", headers=_vendor_headers(auth, vendor))
     assert sales.status_code == 200
     now = emulator_now(emulator)
