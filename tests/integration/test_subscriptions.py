@@ -91,8 +91,20 @@ def test_three_periods_paid_each_an_order_to_the_cent(client, auth, shopper, adm
     order = client.get(f"/api/orders/{orders[-1].id}", headers=shopper).get_json()
     assert (order["subscription_id"], order["stripe_invoice_id"]) == (subscription["id"], fetched["latest_invoice"]["id"])
     assert order["status"] == "paid" and order["payment"]["payment_intent_id"].startswith("pi_")
-    sales = client.get("/api/vendors/me/sales", headers=_vendor_headers(auth, vendor))
-    assert sales.status_code == 200
+    vendor_headers = _vendor_headers(auth, vendor)
+    sales = client.get("/api/vendors/me/sales", headers=vendor_headers)
+    assert sales.status_code == 200, sales.get_json()
+    revenue = client.get("/api/admin/reports/revenue", headers=admin).get_json()["data"]
+    assert [(r["currency"], r["gross_volume"], r["platform_fees"]) for r in revenue] == [("usd", 6000, 600)]
+    months = [m["month"] for m in client.get("/api/vendors/me/statements", headers=vendor_headers).get_json()["data"]]
+    in_statements = set()
+    for month in months:
+        statement = client.get(f"/api/vendors/me/statements/{month}", headers=vendor_headers).get_json()
+        in_statements |= {line.get("order_id") for line in statement["lines"]}
+        for row in statement["balances"]:
+            assert row["opening"] + row["sales"] - row["platform_fees"] - row["refunds"] - row["disputes"] \
+                - row["payouts"] == row["closing"]
+    assert {o.id for o in orders} <= in_statements
     now = emulator_now(emulator)
     matched = 0
     for start in range(now - 4 * MONTH, now + 3600, 30 * 86400):  # windows of at most 31 days
