@@ -40,3 +40,11 @@ def book_unsettled_payments() -> int:
     from marketplace.payments import service
 
     return service.book_unsettled()
+
+
+@job
+def sweep_subscriptions() -> int:
+    """Adopt subscriptions whose creation's answer was lost; book latest invoices left unbooked."""
+    from marketplace.subscriptions import service
+
+    return service.sweep()

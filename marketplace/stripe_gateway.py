@@ -655,3 +655,10 @@ def retrieve_invoice(invoice_id: str, expand: list[str] | None = None) -> dict:
 def update_invoice(invoice_id: str, params: dict, idempotency_key: str) -> dict:
     """Change a draft Invoice (its application fee; key from the invoice)."""
     return to_dict(client().v1.invoices.update(invoice_id, params, _opts(idempotency_key)))
+
+
+@_stripe_call()
+def list_subscriptions(customer_id: str) -> list[dict]:
+    """Every Subscription of a Customer, ended ones too (to find one whose answer was lost)."""
+    return [to_dict(item) for item in client().v1.subscriptions.list(
+        {"customer": customer_id, "status": "all", "limit": 100}).auto_paging_iter()]

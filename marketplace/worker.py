@@ -45,6 +45,8 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("sweep-movements", "* * * * *", tasks.SWEEP_MOVEMENTS),
     # Asynchronous capture: a charge whose charge.updated never came is fetched again.
     ScheduledJob("book-unsettled-payments", "*/5 * * * *", tasks.BOOK_UNSETTLED_PAYMENTS),
+    # Subscriptions whose creation's answer was lost, invoices whose event never came.
+    ScheduledJob("sweep-subscriptions", "*/10 * * * *", tasks.SWEEP_SUBSCRIPTIONS),
 ]
 
 

@@ -1,6 +1,7 @@
 """The catalog: vendors create and edit products; anyone lists active ones."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +14,8 @@ from marketplace.errors import NotFound, ValidationFailed
 from marketplace.extensions import db
 from marketplace.pagination import paginate
 from marketplace.vendors.service import vendor_for_user
+
+log = logging.getLogger(__name__)
 
 EDITABLE = ("name", "description", "price", "currency", "stock", "active")
 
@@ -73,6 +76,12 @@ def _priced(product: Product) -> Product:
     changed; subscriptions keep theirs); subscribing makes it too if Stripe was away."""
     if product.recurring_interval is None:
         return product
+    from marketplace.errors import AppError
     from marketplace.subscriptions.service import ensure_price
 
-    return ensure_price(product.id)
+    try:
+        return ensure_price(product.id)
+    except AppError as unpriced:  # the product is saved; its Price is made when someone subscribes
+        db.session.rollback()
+        log.warning("product %s saved without its Stripe Price for now (%s)", product.id, unpriced.code)
+        return db.session.get(Product, product.id)

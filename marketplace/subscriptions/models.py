@@ -11,9 +11,9 @@ from marketplace.extensions import db
 
 # `creating`: the row exists, Stripe is being asked (its parameters are frozen under the
 # subscription's key); then Stripe's states, moved forward by re-reading Stripe.
-STATUSES = ("creating", "incomplete", "active", "past_due", "canceled", "incomplete_expired")
+STATUSES = ("creating", "incomplete", "active", "past_due", "unpaid", "canceled", "incomplete_expired")
 INTERVALS = ("month", "year")
-LIVE_WHERE = "status IN ('creating', 'incomplete', 'active', 'past_due')"
+LIVE_WHERE = "status IN ('creating', 'incomplete', 'active', 'past_due', 'unpaid')"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

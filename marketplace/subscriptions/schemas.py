@@ -50,7 +50,8 @@ class SubscriptionSchema(Schema):
     created_at = fields.Method("_created_at")
 
     def _status(self, obj):
-        return {"creating": "incomplete", "incomplete_expired": "canceled"}.get(obj.status, obj.status)
+        return {"creating": "incomplete", "incomplete_expired": "canceled", "unpaid": "past_due"}.get(
+            obj.status, obj.status)
 
     def _period_end(self, obj):
         return isoformat(obj.current_period_end)
@@ -85,5 +86,18 @@ class SubscriptionListSchema(Schema):
     pagination = fields.Nested(PaginationSchema, required=True)
 
 
-class VendorSubscriptionListSchema(SubscriptionListSchema):
+class VendorSubscriptionSchema(SubscriptionSchema):
+    """A subscriber as its vendor sees it: no shopper id, no order of the platform's."""
+
+    class Meta:
+        exclude = ("shopper_id",)
+
+    def _latest_invoice(self, obj):
+        latest = super()._latest_invoice(obj)
+        return latest and {k: v for k, v in latest.items() if k != "order_id"}
+
+
+class VendorSubscriptionListSchema(Schema):
+    data = fields.List(fields.Nested(VendorSubscriptionSchema), required=True)
+    pagination = fields.Nested(PaginationSchema, required=True)
     summary = fields.Nested(VendorSummarySchema, required=True)

@@ -20,7 +20,7 @@ forward only (a canceled subscription stays canceled whatever arrives late).
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -33,7 +33,7 @@ from marketplace.errors import AppError, Conflict, NotFound
 from marketplace.extensions import db
 from marketplace.orders.models import Order, OrderItem, OrderSplit
 from marketplace.pagination import paginate
-from marketplace.stripe_gateway import PaymentDeclined
+from marketplace.stripe_gateway import PaymentDeclined, StripeFailure
 from marketplace.payments.models import Payment
 from marketplace.subscriptions.models import Subscription
 from marketplace.transaction import atomic
@@ -43,7 +43,9 @@ from marketplace.wallets import service as wallets
 
 log = logging.getLogger(__name__)
 
-LIVE = ("creating", "incomplete", "active", "past_due")
+LIVE = ("creating", "incomplete", "active", "past_due", "unpaid")
+# Stripe's states kept as they are (trialing and paused are not used here).
+STRIPE_STATUSES = ("incomplete", "active", "past_due", "unpaid", "canceled", "incomplete_expired")
 FINAL = ("canceled", "incomplete_expired")
 # What an invoice's PaymentIntent needs read to be booked (payments.service.SUCCESS_EXPAND).
 INVOICE_EXPAND = ["payments"]
@@ -111,10 +113,18 @@ def subscribe(user: User, product_id: str, payment_method: str | None = None) ->
     customer = wallets.ensure_customer(user)
     local_id = _claim(user, ensure_price(product_id), vendor, customer.stripe_customer_id, method)
     local = db.session.get(Subscription, local_id)
-    key = subscription_key(local)
+    key, stale = subscription_key(local), local.created_at < utcnow() - wallets.KEY_LIFETIME
     params = stripe_requests.frozen(key)
     db.session.rollback()
-    made = stripe_requests.send(stripe_gateway.create_subscription, params, key)
+    # Past Stripe's 24 hours the key may be forgotten: one made then is looked for first.
+    made = _find_made(params["customer"], local_id) if stale else None
+    if made is None:
+        try:
+            made = stripe_requests.send(stripe_gateway.create_subscription, params, key)
+        except StripeFailure as refused:
+            if refused.refused_parameters:  # never made: the row ends, the shopper may try again
+                _end_unmade(local_id)
+            raise
     _apply(made, local_id)
     invoice = made.get("latest_invoice") if isinstance(made.get("latest_invoice"), dict) else None
     next_action = None
@@ -177,6 +187,21 @@ def _claim(user: User, product: Product, vendor: Vendor, customer_id: str, payme
     return local.id
 
 
+def _find_made(customer_id: str, local_id: str) -> dict | None:
+    """The Customer's Subscription made for this local one (named in its metadata), if any."""
+    for found in stripe_gateway.list_subscriptions(customer_id):
+        if (found.get("metadata") or {}).get("subscription_id") == local_id:
+            return stripe_gateway.retrieve_subscription(found["id"], expand=["latest_invoice"])
+    return None
+
+
+@atomic
+def _end_unmade(local_id: str) -> None:
+    local = db.session.scalar(select(Subscription).where(Subscription.id == local_id).with_for_update())
+    if local.status == "creating" and local.stripe_subscription_id is None:
+        local.status, local.canceled_at = "incomplete_expired", utcnow()
+
+
 def _intent_of(invoice_id: str) -> dict | None:
     """The PaymentIntent of an unpaid first invoice (its status, its `next_action`)."""
     invoice = stripe_gateway.retrieve_invoice(invoice_id, expand=["payments.data.payment.payment_intent"])
@@ -203,9 +228,8 @@ def _apply(stripe_subscription: dict, local_id: str | None = None) -> Subscripti
         return None
     local.stripe_subscription_id = stripe_subscription["id"]
     status = stripe_subscription["status"]
-    if local.status not in FINAL:
-        local.status = status if status in ("incomplete", "active", "past_due", "incomplete_expired") else (
-            "canceled" if status == "canceled" else local.status)
+    if local.status not in FINAL and status in STRIPE_STATUSES:
+        local.status = status
     items = (stripe_subscription.get("items") or {}).get("data") or []
     if items and items[0].get("current_period_end"):
         local.current_period_end = datetime.fromtimestamp(items[0]["current_period_end"], timezone.utc)
@@ -246,11 +270,8 @@ def book_invoice(invoice_id: str) -> Order | None:
     """A paid invoice of one of our subscriptions as an order, booked as a destination charge
     (once, whichever event or answer comes first); None for anyone else's invoice."""
     invoice = stripe_gateway.retrieve_invoice(invoice_id, expand=INVOICE_EXPAND)
-    stripe_subscription_id = (((invoice.get("parent") or {}).get("subscription_details") or {})
-                              .get("subscription"))
-    local_id = db.session.scalar(select(Subscription.id).where(
-        Subscription.stripe_subscription_id == stripe_subscription_id)) if stripe_subscription_id else None
-    db.session.rollback()
+    details = (invoice.get("parent") or {}).get("subscription_details") or {}
+    local_id = _local_of(details.get("subscription"), details.get("metadata"))
     if local_id is None or invoice.get("status") != "paid":
         return None
     intent_id = next((entry["payment"].get("payment_intent") for entry in (invoice.get("payments") or {}).get("data", [])
@@ -261,15 +282,30 @@ def book_invoice(invoice_id: str) -> Order | None:
     from marketplace.payments.service import SUCCESS_EXPAND, apply_succeeded
 
     intent = stripe_gateway.retrieve_payment_intent(intent_id, expand=SUCCESS_EXPAND)
-    order_id = _invoice_order(local_id, invoice, intent)
+    order_id = _invoice_order(local_id, invoice, intent, details.get("subscription"))
     apply_succeeded(intent)
     return db.session.get(Order, order_id)
 
 
+def _local_of(stripe_subscription_id: str | None, metadata: dict | None) -> str | None:
+    """Our subscription of a Stripe one: by its id, or (its creation's answer not recorded
+    yet, or lost) by the local id its metadata names."""
+    local_id = db.session.scalar(select(Subscription.id).where(
+        Subscription.stripe_subscription_id == stripe_subscription_id)) if stripe_subscription_id else None
+    named = (metadata or {}).get("subscription_id")
+    if local_id is None and named:
+        local_id = db.session.scalar(select(Subscription.id).where(
+            Subscription.id == named, Subscription.stripe_subscription_id.is_(None)))
+    db.session.rollback()
+    return local_id
+
+
 @atomic
-def _invoice_order(local_id: str, invoice: dict, intent: dict) -> str:
+def _invoice_order(local_id: str, invoice: dict, intent: dict, stripe_subscription_id: str | None) -> str:
     """The invoice's order and Payment, made once (the subscription row locked meanwhile)."""
     local = db.session.scalar(select(Subscription).where(Subscription.id == local_id).with_for_update())
+    if local.stripe_subscription_id is None and stripe_subscription_id:  # its creation's answer not in yet
+        local.stripe_subscription_id = stripe_subscription_id
     existing = db.session.scalar(select(Order.id).where(Order.stripe_invoice_id == invoice["id"]))
     _note_invoice(local, invoice, latest=False)
     if existing is not None:
@@ -281,9 +317,10 @@ def _invoice_order(local_id: str, invoice: dict, intent: dict) -> str:
         platform_fee=fee, charge_type="destination", payment_intent_id=intent["id"],
         stock_released_at=utcnow(),  # no stock was reserved: none goes back
         subscription_id=local.id, stripe_invoice_id=invoice["id"])
+    percent_part = money.platform_fee(amount, local.fee_percent_bps, 0)
     split = OrderSplit(vendor_id=local.vendor_id, position=0, currency=order.currency, subtotal=amount,
-                       percent_bps=local.fee_percent_bps, fixed=0, platform_fee=fee, vendor_net=amount - fee,
-                       refunded=0, status="pending")
+                       percent_bps=local.fee_percent_bps, fixed=max(fee - percent_part, 0), platform_fee=fee,
+                       vendor_net=amount - fee, refunded=0, status="pending")
     order.splits.append(split)
     order.items.append(OrderItem(split=split, product_id=local.product_id, vendor_id=local.vendor_id, position=0,
                                  name=product.name, unit_price=amount, quantity=1, amount=amount))
@@ -328,20 +365,55 @@ def handle_invoice_created(invoice: dict) -> Subscription | None:
 def handle_subscription_changed(stripe_subscription: dict) -> Subscription | None:
     """`customer.subscription.*`, `invoice.payment_failed`, `invoice.payment_action_required`:
     the subscription read again from Stripe and moved forward; None for anyone else's."""
-    subscription_id = stripe_subscription.get("id")
+    subscription_id, metadata = stripe_subscription.get("id"), stripe_subscription.get("metadata")
     if stripe_subscription.get("object") == "invoice":
-        subscription_id = (((stripe_subscription.get("parent") or {}).get("subscription_details") or {})
-                           .get("subscription"))
-    if not subscription_id or not _ours(subscription_id, stripe_subscription):
+        details = (stripe_subscription.get("parent") or {}).get("subscription_details") or {}
+        subscription_id, metadata = details.get("subscription"), details.get("metadata")
+    local_id = _local_of(subscription_id, metadata) if subscription_id else None
+    if local_id is None:
         return None
     current = stripe_gateway.retrieve_subscription(subscription_id, expand=["latest_invoice"])
-    return _apply(current)
+    return _apply(current, local_id)
 
 
-def _ours(subscription_id: str, obj: dict) -> bool:
-    known = db.session.scalar(select(Subscription.id).where(Subscription.stripe_subscription_id == subscription_id))
+# The worker's sweep ------------------------------------------------------------------------
+
+# A subscription still `creating` this long after its row was made is looked for at Stripe.
+CREATING_GRACE = timedelta(minutes=10)
+
+
+def sweep(limit: int = 200) -> int:
+    """The net under lost answers and missed events: subscriptions still `creating` are looked
+    for at Stripe (by the local id in their metadata) and adopted, or ended once Stripe has
+    forgotten their key with none made; a latest invoice shown paid with no order is booked.
+    Returns how many were brought in line."""
+    now = utcnow()
+    creating = db.session.scalars(select(Subscription.id).where(
+        Subscription.status == "creating", Subscription.created_at < now - CREATING_GRACE)
+        .order_by(Subscription.created_at).limit(limit)).all()
+    unbooked = db.session.scalars(select(Subscription.latest_invoice_id).where(
+        Subscription.latest_invoice_status == "paid",
+        ~select(Order.id).where(Order.stripe_invoice_id == Subscription.latest_invoice_id).exists())
+        .limit(limit)).all()
     db.session.rollback()
-    return known is not None or bool((obj.get("metadata") or {}).get("subscription_id"))
+    done = 0
+    for local_id in creating:
+        local = db.session.get(Subscription, local_id)
+        params, stale = stripe_requests.frozen(subscription_key(local)), local.created_at < now - wallets.KEY_LIFETIME
+        db.session.rollback()
+        made = _find_made(params["customer"], local_id) if params else None
+        if made is not None:
+            _apply(made, local_id)
+            invoice = made.get("latest_invoice")
+            if isinstance(invoice, dict) and invoice.get("status") == "paid":
+                book_invoice(invoice["id"])
+            done += 1
+        elif stale:  # never made, and no retry can make it under its key any more
+            _end_unmade(local_id)
+            done += 1
+    for invoice_id in unbooked:
+        done += book_invoice(invoice_id) is not None
+    return done
 
 
 # Canceling, reading ------------------------------------------------------------------------
@@ -356,10 +428,15 @@ def cancel(user: User, subscription_id: str, at_period_end: bool) -> Subscriptio
                        headers={"Retry-After": "2"})
     stripe_id = local.stripe_subscription_id
     db.session.rollback()
-    if at_period_end:
-        changed = stripe_gateway.update_subscription(stripe_id, {"cancel_at_period_end": True})
-    else:
-        changed = stripe_gateway.cancel_subscription(stripe_id)
+    try:
+        if at_period_end:
+            changed = stripe_gateway.update_subscription(stripe_id, {"cancel_at_period_end": True})
+        else:
+            changed = stripe_gateway.cancel_subscription(stripe_id)
+    except StripeFailure:  # refused: ended at Stripe already (its event not in yet)? Go by Stripe
+        changed = stripe_gateway.retrieve_subscription(stripe_id, expand=["latest_invoice"])
+        if changed["status"] not in ("canceled", "incomplete_expired"):
+            raise
     _apply(changed)
     audit.record("subscription.canceled" if not at_period_end else "subscription.cancel_scheduled",
                  "subscription", subscription_id)

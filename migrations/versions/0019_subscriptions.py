@@ -15,7 +15,7 @@ down_revision = '0018'
 branch_labels = None
 depends_on = None
 
-LIVE_WHERE = "status IN ('creating', 'incomplete', 'active', 'past_due')"
+LIVE_WHERE = "status IN ('creating', 'incomplete', 'active', 'past_due', 'unpaid')"
 
 
 def upgrade():
@@ -52,7 +52,7 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint("interval IN ('month', 'year')", name=op.f('ck_subscriptions_interval')),
-    sa.CheckConstraint("status IN ('creating', 'incomplete', 'active', 'past_due', 'canceled', 'incomplete_expired')",
+    sa.CheckConstraint("status IN ('creating', 'incomplete', 'active', 'past_due', 'unpaid', 'canceled', 'incomplete_expired')",
                        name=op.f('ck_subscriptions_status')),
     sa.CheckConstraint('price > 0', name=op.f('ck_subscriptions_price_positive')),
     sa.ForeignKeyConstraint(['product_id'], ['products.id'], name=op.f('fk_subscriptions_product_id_products')),

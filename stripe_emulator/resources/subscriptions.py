@@ -543,11 +543,18 @@ def update_subscription(ctx):
 
 
 def end(emu, sub, reason, canceled_at=None):
-    """The subscription is canceled now: `customer.subscription.deleted`. Its open invoices
-    stay open (and collected), as Stripe leaves them."""
+    """The subscription is canceled now: `customer.subscription.deleted`. As Stripe does by
+    default, automatic collection stops on every open invoice of the customer (its other
+    subscriptions' too): they stay open, and are no longer retried."""
     now = emu.now()
     sub.update(status="canceled", ended_at=now,
                canceled_at=canceled_at or sub["canceled_at"] or now)
+    for (kind, _), invoices in list(emu.store.lists.items()):
+        if kind != "invoice":
+            continue
+        for inv in invoices:
+            if inv["customer"] == sub["customer"] and inv["status"] == "open" and inv["auto_advance"]:
+                inv.update(auto_advance=False, next_payment_attempt=None)
     sub["cancellation_details"] = dict(sub["cancellation_details"], reason=reason)
     emu.emit("customer.subscription.deleted", sub, account=sub["_account"])
 

@@ -756,3 +756,23 @@ def test_a_detached_default_card_is_no_payment_method(client, vendor, control):
     assert sub.latest_invoice.next_payment_attempt is not None  # retried on schedule
     assert event_types(client)[-2:] == ["invoice.payment_failed",
                                         "customer.subscription.updated"]
+
+
+def test_canceling_stops_collection_of_the_customers_open_invoices(client, vendor, control):
+    """Stripe's default on cancel: every finalized open invoice of the customer stops being
+    collected automatically (and can still be paid by hand)."""
+    customer = client.v1.customers.create(params={"email": "c@example.com"})
+    good = client.v1.payment_methods.attach("pm_card_visa", params={"customer": customer.id})
+    failing = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", params={"customer": customer.id})
+    price = client.v1.prices.create(params={"currency": "usd", "unit_amount": 1000,
+                                            "recurring": {"interval": "month"},
+                                            "product_data": {"name": "Box"}})
+    sub = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": price.id}],
+                                                 "default_payment_method": good.id})
+    client.v1.subscriptions.update(sub.id, params={"default_payment_method": failing.id})
+    control.advance(32 * 86400)
+    open_invoice = client.v1.invoices.list(params={"subscription": sub.id, "status": "open"}).data[0]
+    assert open_invoice.next_payment_attempt is not None
+    client.v1.subscriptions.cancel(sub.id)
+    after = client.v1.invoices.retrieve(open_invoice.id)
+    assert (after.status, after.auto_advance, after.next_payment_attempt) == ("open", False, None)

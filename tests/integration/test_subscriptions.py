@@ -306,3 +306,243 @@ def test_a_declined_first_payment_is_402_and_leaves_the_shopper_free_to_subscrib
     settle(client, emulator)
     assert len(_invoice_orders(subscription["id"])) == 1
     assert_balances_match_platform_only(emulator)
+
+
+def _lose_the_answer(monkeypatch):
+    """Stripe makes the subscription (and charges its first invoice); the answer never comes."""
+    from marketplace import stripe_gateway
+    from marketplace.errors import ServiceUnavailable
+
+    real = stripe_gateway.create_subscription
+
+    def lost(params, key):
+        real(params, key)
+        raise ServiceUnavailable()
+
+    monkeypatch.setattr(stripe_gateway, "create_subscription", lost)
+    return real
+
+
+def test_an_invoice_paid_before_the_subscription_is_known_is_booked_by_its_metadata(client, auth, shopper, emulator,
+                                                                                   monkeypatch):
+    from marketplace import stripe_gateway
+    from tests.integration.test_checkout import _events
+
+    _, product = _recurring_product(client, auth, emulator)
+    real = _lose_the_answer(monkeypatch)
+    first = client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
+                        headers=shopper)
+    assert first.status_code == 503
+    monkeypatch.setattr(stripe_gateway, "create_subscription", real)
+    emu(emulator, "POST", "/_emulator/settle")
+    events = _events(emulator)
+    paid = [e for e in events if e["type"] == "invoice.paid"]
+    for event in paid + [e for e in events if e["type"] != "invoice.paid"]:  # invoice.paid first
+        assert deliver(client, event).status_code == 200
+    settle(client, emulator)
+    db.session.rollback()
+    local = db.session.scalar(select(Subscription))
+    assert local.status == "active" and local.stripe_subscription_id is not None
+    assert [o.total for o in _invoice_orders(local.id)] == [1500]
+    assert_balances_match_platform_only(emulator)
+
+
+def test_a_paid_first_invoice_the_worker_saw_first_is_booked_though_the_answer_could_not_book_it(
+        app, client, auth, shopper, emulator, monkeypatch):
+    import threading
+
+    from marketplace import stripe_gateway
+    from marketplace.errors import ServiceUnavailable
+    from tests.integration.test_checkout import _events
+
+    _, product = _recurring_product(client, auth, emulator)
+    real_create, real_intent = stripe_gateway.create_subscription, stripe_gateway.retrieve_payment_intent
+    calls = []
+
+    def made_then_the_worker_runs(params, key):
+        made = real_create(params, key)
+        paid = [e for e in _events(emulator) if e["type"] == "invoice.paid"]
+
+        def worker():
+            with app.test_client() as own:
+                for event in paid:
+                    assert deliver(own, event).status_code == 200
+                db.session.remove()
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        return made
+
+    def busy_for_the_answer(*args, **kwargs):
+        if threading.current_thread() is threading.main_thread() and not calls:  # the answer's own read
+            calls.append(1)
+            raise ServiceUnavailable()
+        return real_intent(*args, **kwargs)
+
+    monkeypatch.setattr(stripe_gateway, "create_subscription", made_then_the_worker_runs)
+    monkeypatch.setattr(stripe_gateway, "retrieve_payment_intent", busy_for_the_answer)
+    made = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    assert made["status"] == "active"
+    monkeypatch.undo()
+    settle(client, emulator)
+    assert [o.status for o in _invoice_orders(made["id"])] == ["paid"]
+
+
+def test_a_retry_a_day_after_a_lost_answer_adopts_the_subscription_stripe_made(client, auth, shopper, emulator,
+                                                                             monkeypatch):
+    from marketplace import stripe_gateway
+
+    _, product = _recurring_product(client, auth, emulator)
+    real = _lose_the_answer(monkeypatch)
+    assert client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
+                       headers=shopper).status_code == 503
+    monkeypatch.setattr(stripe_gateway, "create_subscription", real)
+    emu(emulator, "POST", "/_emulator/clock/advance", seconds=25 * 3600)
+    db.session.rollback()
+    from datetime import timedelta
+
+    local = db.session.scalar(select(Subscription))
+    local.created_at = local.created_at - timedelta(hours=25)  # a day ago, for the app too
+    db.session.commit()
+    card = client.get("/api/payment-methods", headers=shopper).get_json()["data"][0]
+    again = _subscribe(client, shopper, product["id"], payment_method=card["id"])
+    assert again["id"] == local.id and again["status"] == "active"
+    assert len(emu(emulator, "GET", "/v1/subscriptions", limit=100)["data"]) == 1
+
+
+def test_a_create_refused_for_its_parameters_ends_the_row(client, auth, shopper, emulator, monkeypatch):
+    from marketplace import stripe_gateway
+    from marketplace.stripe_gateway import StripeFailure
+
+    _, product = _recurring_product(client, auth, emulator)
+
+    def refused(params, key):
+        error = StripeFailure(details={"stripe_code": "parameter_invalid"})
+        error.refused_parameters = True
+        raise error
+
+    monkeypatch.setattr(stripe_gateway, "create_subscription", refused)
+    answer = client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
+                         headers=shopper)
+    assert answer.status_code == 502
+    assert [s["status"] for s in client.get("/api/subscriptions", headers=shopper).get_json()["data"]] == ["canceled"]
+    monkeypatch.undo()
+    card = client.get("/api/payment-methods", headers=shopper).get_json()["data"][0]
+    assert _subscribe(client, shopper, product["id"], payment_method=card["id"])["status"] == "active"
+
+
+def test_unpaid_at_stripe_is_kept_and_shown_past_due(client, auth, shopper, emulator):
+    emu(emulator, "POST", "/_emulator/billing", after_retries="unpaid")
+    try:
+        _, product = _recurring_product(client, auth, emulator)
+        subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+        settle(client, emulator)
+        db.session.rollback()
+        local = db.session.get(Subscription, subscription["id"])
+        stripe_sub = emu(emulator, "GET", f"/v1/subscriptions/{local.stripe_subscription_id}")
+        declining = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach",
+                        customer=stripe_sub["customer"])
+        emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=declining["id"])
+        _renew(client, emulator)
+        _renew(client, emulator, seconds=16 * 86400)
+        db.session.rollback()
+        assert db.session.get(Subscription, local.id).status == "unpaid"
+        assert client.get(f"/api/subscriptions/{local.id}", headers=shopper).get_json()["status"] == "past_due"
+    finally:
+        emu(emulator, "POST", "/_emulator/billing", after_retries="cancel", retry_days=[3, 5, 7])
+
+
+def test_canceling_one_stripe_ended_already_answers_its_end(client, auth, shopper, emulator):
+    import requests
+
+    from tests.payments_helpers import KEY
+
+    _, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    db.session.rollback()
+    stripe_id = db.session.get(Subscription, subscription["id"]).stripe_subscription_id
+    requests.delete(f"{emulator.url}/v1/subscriptions/{stripe_id}", headers=KEY, timeout=10)  # in the Dashboard
+    answer = client.post(f"/api/subscriptions/{subscription['id']}/cancel", json={"at_period_end": False},
+                         headers=shopper)
+    assert answer.status_code == 200 and answer.get_json()["status"] == "canceled"
+
+
+def test_vendors_do_not_see_shoppers_ids(client, auth, shopper, emulator):
+    vendor, product = _recurring_product(client, auth, emulator)
+    _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    [row] = client.get("/api/vendors/me/subscriptions", headers=_vendor_headers(auth, vendor)).get_json()["data"]
+    assert "shopper_id" not in row and "order_id" not in (row["latest_invoice"] or {})
+
+
+def test_a_past_due_subscription_canceled_now_is_not_charged_again(client, auth, shopper, emulator):
+    _, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    settle(client, emulator)
+    db.session.rollback()
+    local = db.session.get(Subscription, subscription["id"])
+    stripe_sub = emu(emulator, "GET", f"/v1/subscriptions/{local.stripe_subscription_id}")
+    declining = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach",
+                    customer=stripe_sub["customer"])
+    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=declining["id"])
+    _renew(client, emulator)
+    working = emu(emulator, "POST", "/v1/payment_methods/pm_card_visa/attach", customer=stripe_sub["customer"])
+    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=working["id"])
+    canceled = client.post(f"/api/subscriptions/{local.id}/cancel", json={"at_period_end": False}, headers=shopper)
+    assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
+    _renew(client, emulator, seconds=20 * 86400)  # past every retry Stripe would have made
+    assert len(_invoice_orders(local.id)) == 1
+
+
+def test_the_sweep_adopts_a_subscription_whose_answer_and_events_were_lost(client, auth, shopper, emulator,
+                                                                         monkeypatch):
+    from datetime import timedelta
+
+    from marketplace import stripe_gateway
+    from marketplace.subscriptions import service
+
+    _, product = _recurring_product(client, auth, emulator)
+    real = _lose_the_answer(monkeypatch)
+    assert client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
+                       headers=shopper).status_code == 503
+    monkeypatch.setattr(stripe_gateway, "create_subscription", real)
+    emu(emulator, "POST", "/_emulator/settle")  # its events are never delivered
+    db.session.rollback()
+    local = db.session.scalar(select(Subscription))
+    assert service.sweep() == 0  # within its grace: a retry may still come
+    local.created_at = local.created_at - timedelta(minutes=11)
+    db.session.commit()
+    assert service.sweep() == 1
+    db.session.rollback()
+    assert db.session.get(Subscription, local.id).status == "active"
+    assert [o.status for o in _invoice_orders(local.id)] == ["paid"]
+    assert service.sweep() == 0
+
+
+def test_the_sweep_ends_a_subscription_stripe_never_made_once_its_key_is_forgotten(client, auth, shopper, emulator,
+                                                                                 monkeypatch):
+    from datetime import timedelta
+
+    from marketplace import stripe_gateway
+    from marketplace.errors import ServiceUnavailable
+    from marketplace.subscriptions import service
+
+    _, product = _recurring_product(client, auth, emulator)
+
+    def unreachable(params, key):
+        raise ServiceUnavailable()
+
+    monkeypatch.setattr(stripe_gateway, "create_subscription", unreachable)
+    assert client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
+                       headers=shopper).status_code == 503
+    db.session.rollback()
+    local = db.session.scalar(select(Subscription))
+    local.created_at = local.created_at - timedelta(hours=1)
+    db.session.commit()
+    assert service.sweep() == 0 and db.session.get(Subscription, local.id).status == "creating"
+    db.session.rollback()
+    db.session.get(Subscription, local.id).created_at = local.created_at - timedelta(hours=24)
+    db.session.commit()
+    assert service.sweep() == 1
+    db.session.rollback()
+    assert db.session.get(Subscription, local.id).status == "incomplete_expired"
