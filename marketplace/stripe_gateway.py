@@ -662,3 +662,10 @@ def list_subscriptions(customer_id: str) -> list[dict]:
     """Every Subscription of a Customer, ended ones too (to find one whose answer was lost)."""
     return [to_dict(item) for item in client().v1.subscriptions.list(
         {"customer": customer_id, "status": "all", "limit": 100}).auto_paging_iter()]
+
+
+@_stripe_call()
+def list_open_invoices(customer_id: str) -> list[dict]:
+    """A Customer's open invoices (to collect again what a cancel stopped)."""
+    return [to_dict(item) for item in client().v1.invoices.list(
+        {"customer": customer_id, "status": "open", "limit": 100}).auto_paging_iter()]

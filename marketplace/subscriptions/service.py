@@ -373,7 +373,29 @@ def handle_subscription_changed(stripe_subscription: dict) -> Subscription | Non
     if local_id is None:
         return None
     current = stripe_gateway.retrieve_subscription(subscription_id, expand=["latest_invoice"])
-    return _apply(current, local_id)
+    applied = _apply(current, local_id)
+    if current["status"] == "canceled":
+        _collect_the_others(current)
+    return applied
+
+
+def _collect_the_others(ended: dict) -> int:
+    """Stripe stops collecting every open invoice of the customer when one subscription ends:
+    those of the shopper's other live subscriptions are collected again; returns how many."""
+    live = set(db.session.scalars(select(Subscription.stripe_subscription_id).where(
+        Subscription.status.in_(LIVE), Subscription.stripe_subscription_id.is_not(None),
+        Subscription.stripe_subscription_id != ended["id"])))
+    db.session.rollback()
+    if not live:
+        return 0
+    resumed = 0
+    for invoice in stripe_gateway.list_open_invoices(ended["customer"]):
+        owner = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+        if owner in live and not invoice.get("auto_advance"):
+            stripe_gateway.update_invoice(invoice["id"], {"auto_advance": True},
+                                          f"invoice-collect-{invoice['id']}-{ended['id']}")
+            resumed += 1
+    return resumed
 
 
 # The worker's sweep ------------------------------------------------------------------------
@@ -438,6 +460,8 @@ def cancel(user: User, subscription_id: str, at_period_end: bool) -> Subscriptio
         if changed["status"] not in ("canceled", "incomplete_expired"):
             raise
     _apply(changed)
+    if changed["status"] == "canceled":
+        _collect_the_others(changed)
     audit.record("subscription.canceled" if not at_period_end else "subscription.cancel_scheduled",
                  "subscription", subscription_id)
     db.session.commit()

@@ -331,6 +331,15 @@ def payment_succeeded(emu, pi):
         _mark_paid(emu, inv, pi)
 
 
+def _schedule_retry(emu, inv):
+    """The next automatic attempt of an open renewal, `retry_days` from now (none for a first
+    invoice, nor once the schedule is spent)."""
+    days = billing_settings(emu)["retry_days"]
+    if inv["billing_reason"] != "subscription_create" and inv["_retries"] < len(days):
+        inv["next_payment_attempt"] = emu.now() + int(days[inv["_retries"]]) * DAY
+        inv["_retries"] += 1
+
+
 def _failed(emu, inv):
     """A failed attempt: `invoice.payment_failed`, the next retry scheduled (automatic
     attempts of a renewal), the subscription past due."""
@@ -500,6 +509,8 @@ def update_invoice(ctx):
                 inv["created"] + DRAFT_SECONDS if inv["auto_advance"] else None
         elif not inv["auto_advance"]:
             inv["next_payment_attempt"] = None
+        elif inv["status"] == "open":  # collection resumed: the next retry of the schedule
+            _schedule_retry(emu, inv)
     if previous:
         emu.emit("invoice.updated", inv, account=ctx.account, previous=previous)
     return show(ctx, inv)

@@ -776,3 +776,5 @@ def test_canceling_stops_collection_of_the_customers_open_invoices(client, vendo
     client.v1.subscriptions.cancel(sub.id)
     after = client.v1.invoices.retrieve(open_invoice.id)
     assert (after.status, after.auto_advance, after.next_payment_attempt) == ("open", False, None)
+    resumed = client.v1.invoices.update(open_invoice.id, params={"auto_advance": True})
+    assert resumed.auto_advance is True and resumed.next_payment_attempt is not None  # the next retry

@@ -546,3 +546,28 @@ def test_the_sweep_ends_a_subscription_stripe_never_made_once_its_key_is_forgott
     assert service.sweep() == 1
     db.session.rollback()
     assert db.session.get(Subscription, local.id).status == "incomplete_expired"
+
+
+def test_canceling_one_subscription_leaves_the_shoppers_other_invoices_collected(client, auth, shopper, emulator):
+    _, first_product = _recurring_product(client, auth, emulator)
+    vendor, second_product = _recurring_product(client, auth, emulator, price=2000)
+    card = _save(client, shopper)
+    first = _subscribe(client, shopper, first_product["id"], payment_method=card["id"])
+    second = _subscribe(client, shopper, second_product["id"], payment_method=card["id"])
+    settle(client, emulator)
+    db.session.rollback()
+    stripe_second = db.session.get(Subscription, second["id"]).stripe_subscription_id
+    customer = emu(emulator, "GET", f"/v1/subscriptions/{stripe_second}")["customer"]
+    failing = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach", customer=customer)
+    emu(emulator, "POST", f"/v1/subscriptions/{stripe_second}", default_payment_method=failing["id"])
+    emu(emulator, "POST", "/_emulator/clock/advance", seconds=MONTH)  # the second's renewal fails
+    ended = client.post(f"/api/subscriptions/{first['id']}/cancel", json={"at_period_end": False}, headers=shopper)
+    assert ended.status_code == 200 and ended.get_json()["status"] == "canceled"
+    settle(client, emulator)
+    assert client.get(f"/api/subscriptions/{second['id']}", headers=shopper).get_json()["status"] == "past_due"
+    working = emu(emulator, "POST", "/v1/payment_methods/pm_card_visa/attach", customer=customer)
+    emu(emulator, "POST", f"/v1/subscriptions/{stripe_second}", default_payment_method=working["id"])
+    _renew(client, emulator, seconds=8 * 86400)  # the retries Stripe makes again
+    assert client.get(f"/api/subscriptions/{second['id']}", headers=shopper).get_json()["status"] == "active"
+    assert len(_invoice_orders(second["id"])) == 2
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 2 * 1800
