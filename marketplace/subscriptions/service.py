@@ -261,7 +261,12 @@ def _locked(stripe_subscription: dict, local_id: str | None) -> Subscription | N
             local_id = (stripe_subscription.get("metadata") or {}).get("subscription_id")
     if local_id is None:
         return None
-    return db.session.scalar(select(Subscription).where(Subscription.id == local_id).with_for_update())
+    local = db.session.scalar(select(Subscription).where(Subscription.id == local_id).with_for_update())
+    if local is not None and local.stripe_subscription_id not in (None, stripe_subscription["id"]):
+        log.error("Stripe subscription %s names %s, which is %s: not applied", stripe_subscription["id"],
+                  local_id, local.stripe_subscription_id)
+        return None
+    return local
 
 
 # Invoices ----------------------------------------------------------------------------------

@@ -571,3 +571,18 @@ def test_canceling_one_subscription_leaves_the_shoppers_other_invoices_collected
     assert client.get(f"/api/subscriptions/{second['id']}", headers=shopper).get_json()["status"] == "active"
     assert len(_invoice_orders(second["id"])) == 2
     assert stripe_balance(emulator, vendor.stripe_account_id) == 2 * 1800
+
+
+def test_a_stripe_subscription_naming_a_local_one_linked_to_another_is_not_applied(client, auth, shopper, emulator):
+    from marketplace.subscriptions import service
+
+    _, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    db.session.rollback()
+    linked = db.session.get(Subscription, subscription["id"]).stripe_subscription_id
+    stray = {"id": "sub_stray", "status": "canceled", "metadata": {"subscription_id": subscription["id"]},
+             "items": {"data": []}, "cancel_at_period_end": False, "canceled_at": None, "latest_invoice": None}
+    assert service._apply(stray) is None
+    db.session.rollback()
+    local = db.session.get(Subscription, subscription["id"])
+    assert (local.stripe_subscription_id, local.status) == (linked, "active")
