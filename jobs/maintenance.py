@@ -48,3 +48,12 @@ def sweep_subscriptions() -> int:
     from marketplace.subscriptions import service
 
     return service.sweep()
+
+
+@job
+def follow_vendor_subscriptions(vendor_id: str) -> int:
+    """A vendor suspended or reinstated: its subscriptions' renewals held on the platform, or
+    paid to it again; returns how many were changed."""
+    from marketplace.subscriptions import service
+
+    return service.follow_vendor(vendor_id)

@@ -24,6 +24,7 @@ EXPIRE_UNPAID_ORDERS = "jobs.maintenance.expire_unpaid_orders"
 REQUEUE_STALLED_WEBHOOK_EVENTS = "jobs.maintenance.requeue_stalled_webhook_events"
 BOOK_UNSETTLED_PAYMENTS = "jobs.maintenance.book_unsettled_payments"
 SWEEP_SUBSCRIPTIONS = "jobs.maintenance.sweep_subscriptions"
+FOLLOW_VENDOR_SUBSCRIPTIONS = "jobs.maintenance.follow_vendor_subscriptions"
 
 NAMES = frozenset(value for name, value in dict(globals()).items() if name.isupper() and name != "NAMES")
 

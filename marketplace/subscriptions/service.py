@@ -315,11 +315,18 @@ def _invoice_order(local_id: str, invoice: dict, intent: dict, stripe_subscripti
     _note_invoice(local, invoice, latest=False)
     if existing is not None:
         return existing
-    amount, fee = intent["amount"], intent.get("application_fee_amount") or 0
+    amount = intent["amount"]
+    # A destination charge, as the subscription is made; while the vendor is suspended its
+    # renewals are charged to the platform alone (follow_vendor) and its share is held there,
+    # as for any separate charge, until it is reinstated.
+    destination = bool(intent.get("transfer_data"))
+    fee = (intent.get("application_fee_amount") or 0) if destination else money.platform_fee(
+        amount, local.fee_percent_bps, local.fee_fixed)
     product = db.session.get(Product, local.product_id)
     order = Order(
         shopper_id=local.shopper_id, status="processing", currency=intent["currency"], subtotal=amount, total=amount,
-        platform_fee=fee, charge_type="destination", payment_intent_id=intent["id"],
+        platform_fee=fee, charge_type="destination" if destination else "separate_transfers",
+        payment_intent_id=intent["id"],
         stock_released_at=utcnow(),  # no stock was reserved: none goes back
         subscription_id=local.id, stripe_invoice_id=invoice["id"])
     percent_part = money.platform_fee(amount, local.fee_percent_bps, 0)
@@ -332,7 +339,8 @@ def _invoice_order(local_id: str, invoice: dict, intent: dict, stripe_subscripti
     db.session.add(order)
     db.session.flush()
     payment = Payment(order_id=order.id, shopper_id=local.shopper_id, payment_intent_id=intent["id"], client_secret="",
-                      charge_type="destination", amount=amount, currency=order.currency, application_fee_amount=fee,
+                      charge_type=order.charge_type, amount=amount, currency=order.currency,
+                      application_fee_amount=fee if destination else None,
                       status="processing", stripe_customer_id=intent.get("customer"))
     db.session.add(payment)
     db.session.flush()
@@ -401,6 +409,26 @@ def _collect_the_others(ended: dict) -> int:
                                           f"invoice-collect-{invoice['id']}-{ended['id']}")
             resumed += 1
     return resumed
+
+
+# A vendor suspended or reinstated ----------------------------------------------------------
+
+def follow_vendor(vendor_id: str) -> int:
+    """While a vendor is suspended its subscriptions charge the platform alone (no
+    `transfer_data`, no application fee): each renewal's share is held for the vendor, as a
+    separate charge's is, and paid out when it is reinstated, when they go back to destination
+    charges with the fee of their policy. Returns how many subscriptions were changed."""
+    vendor = db.session.get(Vendor, vendor_id)
+    suspended, account = vendor.suspended, vendor.stripe_account_id
+    rows = db.session.execute(select(Subscription.stripe_subscription_id, Subscription.fee_percent_bps).where(
+        Subscription.vendor_id == vendor_id, Subscription.status.in_(LIVE),
+        Subscription.stripe_subscription_id.is_not(None))).all()
+    db.session.rollback()
+    for stripe_id, bps in rows:
+        terms = ({"transfer_data": "", "application_fee_percent": ""} if suspended else
+                 {"transfer_data": {"destination": account}, "application_fee_percent": bps / 100})
+        _apply(stripe_gateway.update_subscription(stripe_id, terms))
+    return len(rows)
 
 
 # The worker's sweep ------------------------------------------------------------------------

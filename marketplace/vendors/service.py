@@ -231,6 +231,9 @@ def admin_update_vendor(vendor_id: str, fee_policy: Any = UNSET, status: str | N
         audit.record("vendor.fee_policy_changed", "vendor", vendor.id)
     if status is not None:
         audit.record(f"vendor.status_set_{status}", "vendor", vendor.id)
+        from marketplace import outbox, tasks
+
+        outbox.add(tasks.FOLLOW_VENDOR_SUBSCRIPTIONS, vendor.id)  # renewals held, or paid again
     db.session.commit()
     if status == "active":  # its shares held on the platform meanwhile go out now
         from marketplace.movements import engine

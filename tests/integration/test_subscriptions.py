@@ -586,3 +586,25 @@ def test_a_stripe_subscription_naming_a_local_one_linked_to_another_is_not_appli
     db.session.rollback()
     local = db.session.get(Subscription, subscription["id"])
     assert (local.stripe_subscription_id, local.status) == (linked, "active")
+
+
+def test_a_suspended_vendors_renewals_are_held_and_paid_when_it_is_reinstated(client, auth, shopper, admin, emulator):
+    vendor, product = _recurring_product(client, auth, emulator, price=2000)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    settle(client, emulator)
+    assert client.patch(f"/api/admin/vendors/{vendor.id}", json={"status": "suspended"},
+                        headers=admin).status_code == 200
+    _renew(client, emulator)
+    first, renewal = _invoice_orders(subscription["id"])
+    assert (first.charge_type, renewal.charge_type) == ("destination", "separate_transfers")
+    assert renewal.status == "paid" and renewal.splits[0].vendor_net == 1800
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 1800  # the renewal's share held
+    assert_balances_match_platform_only(emulator)
+    assert client.patch(f"/api/admin/vendors/{vendor.id}", json={"status": "active"},
+                        headers=admin).status_code == 200
+    settle(client, emulator)
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 2 * 1800
+    _renew(client, emulator)
+    assert _invoice_orders(subscription["id"])[-1].charge_type == "destination"
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 3 * 1800
+    assert_balances_match_platform_only(emulator)
