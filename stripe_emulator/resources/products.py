@@ -70,12 +70,17 @@ def new_product(emu, account, p, prefix=""):
     return product
 
 
+def _named(emu, account, kind, oid, param):
+    """The account's object of `kind` a parameter names, else Stripe's 400."""
+    found = emu.store.find(oid) if isinstance(oid, str) else None
+    if found is None or found["_kind"] != kind or found["_account"] != account:
+        raise StripeError("No such %s: '%s'" % (kind, oid), code="resource_missing", param=param)
+    return found
+
+
 def find_product(emu, account, pid, param="product"):
     """The account's Product a parameter names, else Stripe's 400."""
-    product = emu.store.find(pid) if isinstance(pid, str) else None
-    if product is None or product["_kind"] != "product" or product["_account"] != account:
-        raise StripeError("No such product: '%s'" % pid, code="resource_missing", param=param)
-    return product
+    return _named(emu, account, "product", pid, param)
 
 
 @route("POST", "/v1/products")
@@ -252,10 +257,7 @@ def new_price(emu, account, product, p, prefix="", active=None):
 
 def find_price(emu, account, pid, param="price"):
     """The account's Price a parameter names, else Stripe's 400."""
-    price = emu.store.find(pid) if isinstance(pid, str) else None
-    if price is None or price["_kind"] != "price" or price["_account"] != account:
-        raise StripeError("No such price: '%s'" % pid, code="resource_missing", param=param)
-    return price
+    return _named(emu, account, "price", pid, param)
 
 
 @route("POST", "/v1/prices")

@@ -47,6 +47,13 @@ def _renew(client, emulator, seconds=MONTH):
     settle(client, emulator)
 
 
+def _renewals_paid_with(emulator, stripe_subscription_id, test_card):
+    """The subscription's renewals charged to a test card from now on (attached first)."""
+    customer = emu(emulator, "GET", f"/v1/subscriptions/{stripe_subscription_id}")["customer"]
+    card = emu(emulator, "POST", f"/v1/payment_methods/{test_card}/attach", customer=customer)
+    emu(emulator, "POST", f"/v1/subscriptions/{stripe_subscription_id}", default_payment_method=card["id"])
+
+
 def _invoice_orders(subscription_id):
     db.session.rollback()
     return db.session.scalars(select(Order).where(Order.subscription_id == subscription_id)
@@ -148,18 +155,13 @@ def test_a_failed_renewal_makes_it_past_due_then_a_working_card_recovers_it(clie
     settle(client, emulator)
     db.session.rollback()
     local = db.session.get(Subscription, subscription["id"])
-    customer = db.session.scalar(select(Subscription).where(Subscription.id == local.id))
-    stripe_sub = emu(emulator, "GET", f"/v1/subscriptions/{local.stripe_subscription_id}")
-    declining = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach",
-                    customer=stripe_sub["customer"])
-    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=declining["id"])
+    _renewals_paid_with(emulator, local.stripe_subscription_id, "pm_card_chargeCustomerFail")
     _renew(client, emulator)
-    assert client.get(f"/api/subscriptions/{customer.id}", headers=shopper).get_json()["status"] == "past_due"
+    assert client.get(f"/api/subscriptions/{local.id}", headers=shopper).get_json()["status"] == "past_due"
     assert len(_invoice_orders(subscription["id"])) == 1
-    working = emu(emulator, "POST", "/v1/payment_methods/pm_card_visa/attach", customer=stripe_sub["customer"])
-    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=working["id"])
+    _renewals_paid_with(emulator, local.stripe_subscription_id, "pm_card_visa")
     _renew(client, emulator, seconds=8 * 86400)  # Stripe's next retry
-    assert client.get(f"/api/subscriptions/{customer.id}", headers=shopper).get_json()["status"] == "active"
+    assert client.get(f"/api/subscriptions/{local.id}", headers=shopper).get_json()["status"] == "active"
     orders = _invoice_orders(subscription["id"])
     assert len(orders) == 2 and stripe_balance(emulator, vendor.stripe_account_id) == 2 * (1500 - 150)
 
@@ -440,10 +442,7 @@ def test_unpaid_at_stripe_is_kept_and_shown_past_due(client, auth, shopper, emul
         settle(client, emulator)
         db.session.rollback()
         local = db.session.get(Subscription, subscription["id"])
-        stripe_sub = emu(emulator, "GET", f"/v1/subscriptions/{local.stripe_subscription_id}")
-        declining = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach",
-                        customer=stripe_sub["customer"])
-        emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=declining["id"])
+        _renewals_paid_with(emulator, local.stripe_subscription_id, "pm_card_chargeCustomerFail")
         _renew(client, emulator)
         _renew(client, emulator, seconds=16 * 86400)
         db.session.rollback()
@@ -481,13 +480,9 @@ def test_a_past_due_subscription_canceled_now_is_not_charged_again(client, auth,
     settle(client, emulator)
     db.session.rollback()
     local = db.session.get(Subscription, subscription["id"])
-    stripe_sub = emu(emulator, "GET", f"/v1/subscriptions/{local.stripe_subscription_id}")
-    declining = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach",
-                    customer=stripe_sub["customer"])
-    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=declining["id"])
+    _renewals_paid_with(emulator, local.stripe_subscription_id, "pm_card_chargeCustomerFail")
     _renew(client, emulator)
-    working = emu(emulator, "POST", "/v1/payment_methods/pm_card_visa/attach", customer=stripe_sub["customer"])
-    emu(emulator, "POST", f"/v1/subscriptions/{local.stripe_subscription_id}", default_payment_method=working["id"])
+    _renewals_paid_with(emulator, local.stripe_subscription_id, "pm_card_visa")
     canceled = client.post(f"/api/subscriptions/{local.id}/cancel", json={"at_period_end": False}, headers=shopper)
     assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
     _renew(client, emulator, seconds=20 * 86400)  # past every retry Stripe would have made
@@ -557,16 +552,13 @@ def test_canceling_one_subscription_leaves_the_shoppers_other_invoices_collected
     settle(client, emulator)
     db.session.rollback()
     stripe_second = db.session.get(Subscription, second["id"]).stripe_subscription_id
-    customer = emu(emulator, "GET", f"/v1/subscriptions/{stripe_second}")["customer"]
-    failing = emu(emulator, "POST", "/v1/payment_methods/pm_card_chargeCustomerFail/attach", customer=customer)
-    emu(emulator, "POST", f"/v1/subscriptions/{stripe_second}", default_payment_method=failing["id"])
+    _renewals_paid_with(emulator, stripe_second, "pm_card_chargeCustomerFail")
     emu(emulator, "POST", "/_emulator/clock/advance", seconds=MONTH)  # the second's renewal fails
     ended = client.post(f"/api/subscriptions/{first['id']}/cancel", json={"at_period_end": False}, headers=shopper)
     assert ended.status_code == 200 and ended.get_json()["status"] == "canceled"
     settle(client, emulator)
     assert client.get(f"/api/subscriptions/{second['id']}", headers=shopper).get_json()["status"] == "past_due"
-    working = emu(emulator, "POST", "/v1/payment_methods/pm_card_visa/attach", customer=customer)
-    emu(emulator, "POST", f"/v1/subscriptions/{stripe_second}", default_payment_method=working["id"])
+    _renewals_paid_with(emulator, stripe_second, "pm_card_visa")
     _renew(client, emulator, seconds=8 * 86400)  # the retries Stripe makes again
     assert client.get(f"/api/subscriptions/{second['id']}", headers=shopper).get_json()["status"] == "active"
     assert len(_invoice_orders(second["id"])) == 2
