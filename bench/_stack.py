@@ -83,3 +83,17 @@ def cpu_by_group(sessions: dict[str, list[int]], names: dict[str, str]) -> dict[
         if group:
             totals[group] += _cpu_seconds(fields)
     return totals
+
+
+def copy_ledger(conn, entries, postings) -> None:
+    """COPY the tab-separated journal entries and postings written so far into their tables,
+    then empty both buffers (the benchmarks' bulk seeding of the ledger)."""
+    for table, cols, buf in (
+        ("journal_entries", "id, entry_key, kind, description, occurred_at, stripe_object_id, "
+         "stripe_balance_transaction_id, stripe_account, local_type, local_id, created_at", entries),
+        ("postings", "id, entry_id, seq, account, currency, amount", postings),
+    ):
+        with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            copy.write(buf.getvalue())
+        buf.seek(0)
+        buf.truncate()

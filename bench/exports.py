@@ -49,6 +49,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stack import copy_ledger  # noqa: E402
 
 import psycopg  # noqa: E402
 
@@ -86,8 +88,8 @@ def seed(url: str, n: int) -> tuple[int, float]:
             written += _entry(entries, postings, k)
             k += 1
             if entries.tell() > 8_000_000:
-                _flush(conn, entries, postings)
-        _flush(conn, entries, postings)
+                copy_ledger(conn, entries, postings)
+        copy_ledger(conn, entries, postings)
         # As autovacuum leaves a real ledger: statistics and hint bits set.
         conn.execute("VACUUM (ANALYZE) journal_entries")
         conn.execute("VACUUM (ANALYZE) postings")
@@ -109,18 +111,6 @@ def _entry(entries: io.StringIO, postings: io.StringIO, k: int) -> int:
     for seq, (account, value) in enumerate(lines):
         postings.write(f"pst_{k:026d}{seq}\t{entry_id}\t{seq}\t{account}\tusd\t{value}\n")
     return len(lines)
-
-
-def _flush(conn, entries: io.StringIO, postings: io.StringIO) -> None:
-    for table, cols, buf in (
-        ("journal_entries", "id, entry_key, kind, description, occurred_at, stripe_object_id, "
-         "stripe_balance_transaction_id, stripe_account, local_type, local_id, created_at", entries),
-        ("postings", "id, entry_id, seq, account, currency, amount", postings),
-    ):
-        with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-            copy.write(buf.getvalue())
-        buf.seek(0)
-        buf.truncate()
 
 
 def window(entries: int) -> dict:

@@ -40,6 +40,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _stack import copy_ledger  # noqa: E402
 
 import psycopg  # noqa: E402
 import stripe  # noqa: E402
@@ -123,11 +125,11 @@ def seed(url: str, n: int) -> float:
             bt = bt_of(k)
             _entry(entries, postings, f"je_{k:09d}", bt, 100 if k in altered else 0)
             if entries.tell() > 8_000_000:
-                _flush(conn, entries, postings)
+                copy_ledger(conn, entries, postings)
         for j in range(PLANTED):  # recorded here, never moved on Stripe
             ghost = {**bt_of(2 * (13 + 71 * j)), "id": f"txn_ghost_{j}", "source": f"ch_ghost_{j}"}
             _entry(entries, postings, f"je_ghost_{j}", ghost, 0)
-        _flush(conn, entries, postings)
+        copy_ledger(conn, entries, postings)
         # As autovacuum leaves a real ledger: statistics, and hint bits set (else the first
         # query to read the fresh rows, the measured reconciliation, writes every page).
         conn.execute("VACUUM (ANALYZE) journal_entries")
@@ -145,18 +147,6 @@ def _entry(entries, postings, entry_id: str, bt: dict, extra: int) -> None:
     lines.append(("shopper:clearing" if bt["type"] == "charge" else "vendor:ven_1:transfer_clearing", -amount))
     for seq, (account, value) in enumerate(lines):
         postings.write(f"p{entry_id[3:]}_{seq}\t{entry_id}\t{seq}\t{account}\tusd\t{value}\n")
-
-
-def _flush(conn, entries: io.StringIO, postings: io.StringIO) -> None:
-    for table, cols, buf in (
-        ("journal_entries", "id, entry_key, kind, description, occurred_at, stripe_object_id, "
-         "stripe_balance_transaction_id, stripe_account, local_type, local_id, created_at", entries),
-        ("postings", "id, entry_id, seq, account, currency, amount", postings),
-    ):
-        with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-            copy.write(buf.getvalue())
-        buf.seek(0)
-        buf.truncate()
 
 
 def read_all(n: int) -> int:
