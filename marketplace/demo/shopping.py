@@ -158,7 +158,7 @@ def run_payouts(tour) -> None:
     run = tour.api.call("POST", "/api/admin/payout-runs", tour.admin.token, json={}, expect=202)
     done = wait_for(lambda: _finished(tour, f"/api/admin/payout-runs/{run['id']}"), "the payout run")
     if done["status"] != "completed":
-        raise DemoError(f"payout run ended {done['status']}")
+        raise DemoError(f"payout run ended {done['status']}: {done.get('error')}")
     tour.payout_run = done
     tour.emulator("POST", "/_emulator/clock/advance", json={"seconds": DAY})
     for vendor in tour.vendors:
