@@ -653,7 +653,7 @@ def retrieve_invoice(invoice_id: str, expand: list[str] | None = None) -> dict:
 
 @_stripe_call()
 def update_invoice(invoice_id: str, params: dict, idempotency_key: str) -> dict:
-    """Change a draft Invoice (its application fee; key from the invoice)."""
+    """Change a draft Invoice (its application fee and transfer_data; key from the invoice)."""
     return to_dict(client().v1.invoices.update(invoice_id, params, _opts(idempotency_key)))
 
 
@@ -662,6 +662,13 @@ def list_subscriptions(customer_id: str) -> list[dict]:
     """Every Subscription of a Customer, ended ones too (to find one whose answer was lost)."""
     return [to_dict(item) for item in client().v1.subscriptions.list(
         {"customer": customer_id, "status": "all", "limit": 100}).auto_paging_iter()]
+
+
+@_stripe_call()
+def list_draft_invoices(subscription_id: str) -> list[dict]:
+    """A Subscription's draft invoices (a renewal's, for the hour before it is finalized)."""
+    return [to_dict(item) for item in client().v1.invoices.list(
+        {"subscription": subscription_id, "status": "draft", "limit": 100}).auto_paging_iter()]
 
 
 @_stripe_call()

@@ -51,6 +51,7 @@ def vendor_id_of(account: str) -> str:
 CHARGE = "charge"
 TRANSFER, TRANSFER_REVERSAL = "transfer", "transfer_reversal"
 VENDOR_PAYMENT, VENDOR_PAYMENT_REFUND = "vendor_payment", "vendor_payment_refund"
+FEE_COLLECTION = "fee_collection"  # the vendor's side (pyr_) of a reversal taking part of its fee
 APPLICATION_FEE, APPLICATION_FEE_REFUND = "application_fee", "application_fee_refund"
 REFUND, REFUND_FAILURE = "refund", "refund_failure"
 DISPUTE, DISPUTE_REVERSAL = "dispute", "dispute_reversal"
@@ -60,10 +61,10 @@ SHARE_HELD, SHARE_RELEASED = "vendor_share_held", "vendor_share_released"  # int
 PAYOUT, PAYOUT_FAILURE, PAYOUT_CANCEL = "payout", "payout_failure", "payout_cancel"
 
 PAYOUT_KINDS = (PAYOUT, PAYOUT_FAILURE, PAYOUT_CANCEL)
-SALE_KINDS = (VENDOR_PAYMENT, PLATFORM_FEE)
+SALE_KINDS = (VENDOR_PAYMENT, PLATFORM_FEE, FEE_COLLECTION)  # a collected fee: gross -F, fee +F
 TAKEBACK_KINDS = (VENDOR_PAYMENT_REFUND, PLATFORM_FEE_REFUND, APPLICATION_FEE_REFUND)  # (a fee credit counts as -)
 KINDS = frozenset({
-    CHARGE, TRANSFER, TRANSFER_REVERSAL, VENDOR_PAYMENT, VENDOR_PAYMENT_REFUND, APPLICATION_FEE,
+    CHARGE, TRANSFER, TRANSFER_REVERSAL, VENDOR_PAYMENT, VENDOR_PAYMENT_REFUND, FEE_COLLECTION, APPLICATION_FEE,
     APPLICATION_FEE_REFUND, REFUND, REFUND_FAILURE, DISPUTE, DISPUTE_REVERSAL, DISPUTE_FEE,
     DISPUTE_FEE_REFUND, PLATFORM_FEE, PLATFORM_FEE_REFUND, SHARE_HELD, SHARE_RELEASED, *PAYOUT_KINDS,
 })

@@ -9,7 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from marketplace.database import UTCDateTime, created_at_column, id_column, utcnow
 from marketplace.extensions import db
 
-KINDS = ("transfer", "transfer_reversal", "retransfer", "fee_refund", "refund", "payout")
+# `fee_collection`: a reversal taking the part of a split's platform fee that Stripe's
+# application fee did not (a subscription's first invoice, finalized before its fixed part
+# could be set).
+KINDS = ("transfer", "transfer_reversal", "retransfer", "fee_refund", "refund", "payout", "fee_collection")
 STATUSES = ("planned", "sent", "succeeded", "failed", "unknown", "needs_attention")
 # Work not finished: the sweeper drives these when they are due.
 OPEN = ("planned", "sent", "unknown")

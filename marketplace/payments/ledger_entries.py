@@ -20,6 +20,7 @@ to a balance transaction by source id, amount, fee and currency. V = vendor:<id>
 | refund (re_, platform) -R          | platform -R           |                          | platform:refunds +R      |
 | transfer reversal (trr_, platform) | platform +r           |                          | V:transfer_clearing -r   |
 | payment refund (pyr_, acct_) -r    | V -(r-f)              | V:platform_fees -f*      | V:transfer_clearing +r   |
+| fee collection (trr_ as above; pyr_, acct_) -c | V -c      |                          | V:transfer_clearing +c   |
 | fee refund (fr_, platform) -f      | platform -f           |                          | platform:fee_revenue +f  |
 | dispute (dp_, platform) -D fee 1500| platform -(D+1500)    | platform:stripe_fees +1500 | platform:disputes +D   |
 | dispute won (dp_, platform) +D     | platform +D           |                          | platform:disputes -D     |
@@ -34,6 +35,12 @@ simply keeps it), so two internal entries, with no balance transaction and never
 by reconciliation, keep `platform:fee_revenue` and `V:platform_fees` the same for both
 charge types: `platform_fee` (platform:fee_revenue -F, V:platform_fees +F, per split at
 payment) and `platform_fee_refund` (the reverse, f per refund allocation).
+
+A destination charge whose application fee is short of the split's platform fee (a
+subscription's first invoice: Stripe finalizes it before its fixed part can be set) has the
+rest taken back from the vendor by a reversal of Stripe's transfer (`fee_collection`): its
+two sides as above, the vendor's of kind `fee_collection`, and a `platform_fee` entry of c
+(keyed `fee-collected-<movement>`) making it fee revenue, as on a separate charge.
 
 A refund that fails after it was made gives its money back to the platform (`refund_failure`,
 +R on platform:refunds' counter). The vendors get back what it took from them by a new
@@ -88,6 +95,14 @@ def record_vendor_payment(bt: dict, vendor_id: str, account: str, split_id: str)
     """The vendor's side of a transfer (py_) or of a reversal (pyr_), application fee included."""
     kind = a.VENDOR_PAYMENT if int(bt["amount"]) > 0 else a.VENDOR_PAYMENT_REFUND
     record_bt(kind, bt, owner=a.vendor(vendor_id), fee_account=a.vendor(vendor_id, a.PLATFORM_FEES),
+              counter=a.vendor(vendor_id, a.TRANSFER_CLEARING), stripe_account=account,
+              local_type="order_split", local_id=split_id)
+
+
+def record_fee_collection(bt: dict, vendor_id: str, account: str, split_id: str) -> None:
+    """The vendor's side (pyr_) of a reversal taking the part of its platform fee Stripe's
+    application fee left out; the platform's side is a transfer reversal's (record_transfer)."""
+    record_bt(a.FEE_COLLECTION, bt, owner=a.vendor(vendor_id), fee_account=a.vendor(vendor_id, a.PLATFORM_FEES),
               counter=a.vendor(vendor_id, a.TRANSFER_CLEARING), stripe_account=account,
               local_type="order_split", local_id=split_id)
 

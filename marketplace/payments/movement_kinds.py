@@ -1,4 +1,5 @@
-"""The Stripe side of the payments' movements: transfers, retransfers, reversals, refunds.
+"""The Stripe side of the payments' movements: transfers, retransfers, reversals (fee
+collections too), refunds.
 
 Each kind sends its request under the movement's key, finds one an earlier attempt made
 (by the movement id in its metadata), and hands the result to the domain module that
@@ -110,6 +111,12 @@ def record_reversal(m: Movement, result: dict) -> None:
     transfers.record_reversal_movement(m, result["reversal"], result["vendor_refund"])
 
 
+def record_fee_collection(m: Movement, result: dict) -> None:
+    from marketplace.payments import transfers
+
+    transfers.record_fee_collection(m, result["reversal"], result["vendor_refund"])
+
+
 # refunds ------------------------------------------------------------------------------------
 
 def send_refund(m: Movement) -> dict:
@@ -164,4 +171,6 @@ def register_kinds() -> None:
         register(name, Kind(send=send_transfer, find=find_transfer, record=record_transfer, hold=_held,
                             ended=_released))
     register("transfer_reversal", Kind(send=send_reversal, find=find_reversal, record=record_reversal))
+    register("fee_collection", Kind(send=send_reversal, find=find_reversal, record=record_fee_collection,
+                                    prerequisite=False))
     register("refund", Kind(send=send_refund, find=find_refund, record=record_refund, refused=refund_refused))

@@ -311,7 +311,7 @@ def _succeeded(intent: dict) -> tuple[str | None, list[str]]:
     if payment.status != "succeeded":
         audit.record("payment.succeeded", "payment", payment.id, amount=payment.amount, currency=payment.currency)
     _record_success(payment, order, charge)
-    transfers.plan_transfers(order, charge["id"])
+    transfers.plan_transfers(order, charge["id"], payment.application_fee_amount)
     settled = order.charge_type == "destination" and charge.get("transfer")
     return payment.id, [m.id for m in engine.live(order_id=order.id, kind="transfer")] if settled else []
 

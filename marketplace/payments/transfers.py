@@ -33,8 +33,13 @@ log = logging.getLogger(__name__)
 SETTLEMENT_WAIT = timedelta(minutes=2)
 
 
-def plan_transfers(order: Order, charge_id: str) -> list[Movement]:
-    """The split transfers of a paid order, once (the caller holds the order lock)."""
+def plan_transfers(order: Order, charge_id: str, application_fee: int | None = None) -> list[Movement]:
+    """The split transfers of a paid order, once (the caller holds the order lock).
+
+    On a destination charge `application_fee` is the one Stripe takes (the payment's): the
+    part of the split's platform fee it leaves out (a subscription's first invoice, finalized
+    by Stripe before its fixed part could be set) is taken from Stripe's transfer by a
+    `fee_collection` reversal once the transfer exists."""
     planned = []
     for split in order.splits:
         if split.vendor_net <= 0 or split.status == "canceled" or _transfer_of(split.id) is not None:
@@ -45,11 +50,28 @@ def plan_transfers(order: Order, charge_id: str) -> list[Movement]:
         if order.charge_type == "destination":  # Stripe transfers the whole charge and keeps the fee
             params.update(by_stripe=True, application_fee=split.platform_fee)
             amount, due_in = split.subtotal, SETTLEMENT_WAIT
-        planned.append(engine.plan("transfer", amount, order.currency, due_in=due_in, destination=account,
-                                   source_id=charge_id, params=params, vendor_id=split.vendor_id,
-                                   order_id=order.id, split_id=split.id))
+        transfer = engine.plan("transfer", amount, order.currency, due_in=due_in, destination=account,
+                               source_id=charge_id, params=params, vendor_id=split.vendor_id,
+                               order_id=order.id, split_id=split.id)
+        planned.append(transfer)
+        short = split.platform_fee - (application_fee or 0)
+        if order.charge_type == "destination" and application_fee is not None and short > 0:
+            db.session.flush()
+            engine.plan("fee_collection", short, order.currency, destination=account,
+                        source_movement_id=transfer.id, vendor_id=split.vendor_id, order_id=order.id,
+                        split_id=split.id)
     db.session.flush()
     return planned
+
+
+def record_fee_collection(m: Movement, reversal: dict, vendor_refund: dict) -> None:
+    """A fee collection made: both sides of its reversal in the ledger, and what it took
+    booked as the platform's fee (as the fee a separate charge keeps is)."""
+    lock_order(m.order_id)
+    split = db.session.get(OrderSplit, m.split_id)
+    entries.record_transfer(reversal["balance_transaction"], split.vendor_id, split.id)
+    entries.record_fee_collection(vendor_refund["balance_transaction"], split.vendor_id, m.destination, split.id)
+    entries.record_platform_fee(split, m.amount, key=f"fee-collected-{m.id}")
 
 
 def _transfer_of(split_id: str) -> Movement | None:
@@ -114,7 +136,7 @@ def create_transfers(payment_id: str) -> int:
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.status != "succeeded" or not payment.stripe_charge_id:
         return 0
-    return len(plan_transfers(lock_order(payment.order_id), payment.stripe_charge_id))
+    return len(plan_transfers(lock_order(payment.order_id), payment.stripe_charge_id, payment.application_fee_amount))
 
 
 def handle_transfer_created(transfer: dict) -> str | None:

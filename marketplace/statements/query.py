@@ -15,6 +15,8 @@ two. Each entry gets a statement kind:
 | vendor_payment_refund (pyr_)                 | dispute when its reversal recovered a       |
 |                                              | dispute, else refund                        |
 | application_fee_refund (a fee credited back) | refund                                      |
+| fee_collection (pyr_ of a reversal taking    | platform_fee (its balance posting counts in |
+| the fee Stripe's application fee left out)   | `platform_fees`)                            |
 | platform_fee `platform-fee-<split>` (the fee | sale (its only posting is the fee)          |
 | kept on a separate charge's split)           |                                             |
 | anything else on the balance (nothing today) | sale if it brings money in, else refund     |
@@ -98,6 +100,7 @@ def classified(vendor_id: str, start: datetime, end: datetime):
     why = aliased(Movement)
     kind = case(
         (sides.c.kind.in_(a.PAYOUT_KINDS), PAYOUT),
+        (sides.c.kind == a.FEE_COLLECTION, PLATFORM_FEE),
         (and_(sides.c.kind == a.VENDOR_PAYMENT, why.kind == "retransfer", why.dispute_id.is_not(None)), DISPUTE),
         (and_(sides.c.kind == a.VENDOR_PAYMENT, why.kind == "retransfer", why.refund_id.is_not(None)), REFUND),
         (sides.c.kind == a.VENDOR_PAYMENT, SALE),
@@ -124,7 +127,7 @@ def balances(vendor_id: str, start: datetime, end: datetime) -> list[dict]:
     """ONE grouped query: per currency, the opening balance and each kind's signed sum in the month.
 
     `sales` is the sale entries' gross (balance and fee postings), `platform_fees` their fee
-    postings; `refunds`, `disputes` and `payouts` are the balance postings of those kinds
+    postings and what fee collections took from the balance; `refunds`, `disputes` and `payouts` are the balance postings of those kinds
     (negative: money out); `change` is every balance posting of the month.
     """
     c = classified(vendor_id, start, end).c
@@ -132,7 +135,7 @@ def balances(vendor_id: str, start: datetime, end: datetime) -> list[dict]:
         select(c.currency,
                func.coalesce(func.sum(case((c.occurred_at < start, c.bal), else_=0)), 0).label("opening"),
                func.coalesce(func.sum(case((c.occurred_at >= start, c.bal), else_=0)), 0).label("change"),
-               _in(c, SALE, c.bal + c.fee).label("sales"), _in(c, SALE, c.fee).label("platform_fees"),
+               _in(c, SALE, c.bal + c.fee).label("sales"), (_in(c, SALE, c.fee) - _in(c, PLATFORM_FEE, c.bal)).label("platform_fees"),
                _in(c, REFUND, c.bal).label("refunds"), _in(c, DISPUTE, c.bal).label("disputes"),
                _in(c, PAYOUT, c.bal).label("payouts"))
         .group_by(c.currency)

@@ -55,5 +55,8 @@ class Subscription(db.Model):
     latest_invoice_status: Mapped[str | None] = mapped_column(String(16))
     latest_invoice_amount_paid: Mapped[int | None] = mapped_column(BigInteger)
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the read of Stripe's subscription last applied here was sent: a read sent earlier
+    # that comes back later (two events handled at once) is older and never applied over it.
+    stripe_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)

@@ -20,6 +20,7 @@ forward only (a canceled subscription stays canceled whatever arrives late).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
@@ -117,6 +118,7 @@ def subscribe(user: User, product_id: str, payment_method: str | None = None) ->
     params = stripe_requests.frozen(key)
     db.session.rollback()
     # Past Stripe's 24 hours the key may be forgotten: one made then is looked for first.
+    read_at = utcnow()
     made = _find_made(params["customer"], local_id) if stale else None
     if made is None:
         try:
@@ -125,7 +127,7 @@ def subscribe(user: User, product_id: str, payment_method: str | None = None) ->
             if refused.refused_parameters:  # never made: the row ends, the shopper may try again
                 _end_unmade(local_id)
             raise
-    _apply(made, local_id)
+    _apply(made, read_at, local_id)
     invoice = made.get("latest_invoice") if isinstance(made.get("latest_invoice"), dict) else None
     next_action = None
     if invoice is not None and invoice.get("status") == "paid":
@@ -216,17 +218,24 @@ def _give_up(user: User, local_id: str, stripe_subscription_id: str) -> None:
     """The first payment was declined: the subscription is canceled at Stripe (nothing was
     charged) and the shopper told 402, free to subscribe again with another card."""
     fraud.record_failed_payment(user.id)
-    _apply(stripe_gateway.cancel_subscription(stripe_subscription_id), local_id)
+    read_at = utcnow()
+    _apply(stripe_gateway.cancel_subscription(stripe_subscription_id), read_at, local_id)
     raise PaymentDeclined(details={"decline_code": "generic_decline"})
 
 
 @atomic
-def _apply(stripe_subscription: dict, local_id: str | None = None) -> Subscription | None:
-    """Bring the local subscription in line with Stripe's (read from Stripe), forward only."""
+def _apply(stripe_subscription: dict, read_at: datetime, local_id: str | None = None) -> Subscription | None:
+    """Bring the local subscription in line with Stripe's, as read by a request sent at
+    `read_at` (taken before it was sent): never over what a request sent later showed (two
+    events' reads under way at once may come back in either order; the one sent last, after
+    the last change, is what stays). Final statuses are never left."""
     local = _locked(stripe_subscription, local_id)
     if local is None:
         return None
     local.stripe_subscription_id = stripe_subscription["id"]
+    if local.stripe_read_at is not None and read_at < local.stripe_read_at:
+        return local  # an older read than the one applied
+    local.stripe_read_at = read_at
     status = stripe_subscription["status"]
     if local.status not in FINAL and status in STRIPE_STATUSES:
         local.status = status
@@ -319,9 +328,15 @@ def _invoice_order(local_id: str, invoice: dict, intent: dict, stripe_subscripti
     # A destination charge, as the subscription is made; while the vendor is suspended its
     # renewals are charged to the platform alone (follow_vendor) and its share is held there,
     # as for any separate charge, until it is reinstated.
+    # The fee is the policy's. On a destination charge Stripe's application fee takes it,
+    # but not all of it on a first invoice, finalized before a fixed part could be set (the
+    # percent only), nor on a renewal whose terms changed under it: what it left out is
+    # collected from the vendor's transfer (transfers.plan_transfers). More is never given back.
     destination = bool(intent.get("transfer_data"))
-    fee = (intent.get("application_fee_amount") or 0) if destination else money.platform_fee(
-        amount, local.fee_percent_bps, local.fee_fixed)
+    taken = intent.get("application_fee_amount") or 0
+    fee = money.platform_fee(amount, local.fee_percent_bps, local.fee_fixed)
+    if destination:
+        fee = max(fee, min(taken, amount))
     product = db.session.get(Product, local.product_id)
     order = Order(
         shopper_id=local.shopper_id, status="processing", currency=intent["currency"], subtotal=amount, total=amount,
@@ -340,7 +355,7 @@ def _invoice_order(local_id: str, invoice: dict, intent: dict, stripe_subscripti
     db.session.flush()
     payment = Payment(order_id=order.id, shopper_id=local.shopper_id, payment_intent_id=intent["id"], client_secret="",
                       charge_type=order.charge_type, amount=amount, currency=order.currency,
-                      application_fee_amount=fee if destination else None,
+                      application_fee_amount=taken if destination else None,
                       status="processing", stripe_customer_id=intent.get("customer"))
     db.session.add(payment)
     db.session.flush()
@@ -356,23 +371,79 @@ def handle_invoice_paid(invoice: dict) -> Order | None:
 
 
 def handle_invoice_created(invoice: dict) -> Subscription | None:
-    """`invoice.created`: a renewal's draft of a subscription whose fee policy has a fixed
-    part gets the whole fee as its `application_fee_amount` (percent of its total, rounded
-    half up, plus the fixed part, as for an order's split); None when there is nothing to do."""
+    """`invoice.created`: a renewal's draft, made by Stripe with the subscription's terms as
+    they stood, gets the terms the vendor's standing asks for now. The vendor suspended (the
+    job following it may not have run): the subscription and its drafts are charged to the
+    platform alone. Else, when the fee policy has a fixed part, the draft is a destination
+    charge with the whole fee as its application fee (percent of its total, rounded half up,
+    plus the fixed part, as for an order's split). None when there is nothing to do."""
     subscription_id = (((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription"))
     local = db.session.scalar(select(Subscription).where(
         Subscription.stripe_subscription_id == subscription_id)) if subscription_id else None
-    if local is None or local.fee_fixed == 0:
+    if local is None:
         db.session.rollback()
         return None
-    bps, fixed = local.fee_percent_bps, local.fee_fixed
+    terms = _terms(db.session.get(Vendor, local.vendor_id), local.fee_percent_bps, local.fee_fixed)
     db.session.rollback()
+    if terms.suspended:
+        _follow(subscription_id, terms)
+        return local
+    if terms.fixed == 0:
+        return None  # the subscription's own terms are the draft's
     current = stripe_gateway.retrieve_invoice(invoice["id"])
     if current["status"] != "draft" or not current.get("total"):
-        return None  # the first invoice (finalized at once: the percent only), or too late
-    fee = money.platform_fee(current["total"], bps, fixed)
-    stripe_gateway.update_invoice(invoice["id"], {"application_fee_amount": fee}, f"invoice-fee-{invoice['id']}")
+        return None  # the first invoice (finalized at once: see plan_transfers), or too late
+    _set_draft_terms(current, terms)
     return local
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """What a subscription's invoices should be: the vendor's standing and the fee policy.
+    `standing` names the vendor's current standing in the idempotency keys of the changes."""
+
+    suspended: bool
+    account: str
+    percent_bps: int
+    fixed: int
+    standing: str
+
+
+def _terms(vendor: Vendor, percent_bps: int, fixed: int) -> _Terms:
+    changed = vendor.updated_at or vendor.created_at
+    standing = f"{'held' if vendor.suspended else 'destination'}-{int(changed.timestamp() * 1000)}"
+    return _Terms(vendor.suspended, vendor.stripe_account_id, percent_bps, fixed, standing)
+
+
+def _follow(stripe_id: str, terms: _Terms) -> None:
+    """The subscription's terms, and its drafts' (Stripe made them with the terms it had),
+    as the vendor's standing asks."""
+    changes = ({"transfer_data": "", "application_fee_percent": ""} if terms.suspended else
+               {"transfer_data": {"destination": terms.account}, "application_fee_percent": terms.percent_bps / 100})
+    read_at = utcnow()
+    _apply(stripe_gateway.update_subscription(stripe_id, changes), read_at)
+    for draft in stripe_gateway.list_draft_invoices(stripe_id):
+        if draft.get("total"):
+            _set_draft_terms(draft, terms)
+
+
+def _set_draft_terms(draft: dict, terms: _Terms) -> None:
+    """A draft invoice charged to the platform alone (its vendor suspended), or as a
+    destination charge with the policy's whole fee. An application fee set on a draft
+    cannot be unset: Stripe refuses to drop the destination of one made before the
+    suspension, which then stays a destination charge (its share reaches the vendor's
+    account, which no payout run pays out while it is suspended)."""
+    key = f"invoice-terms-{draft['id']}-{terms.standing}"
+    if not terms.suspended:
+        fee = money.platform_fee(draft["total"], terms.percent_bps, terms.fixed)
+        stripe_gateway.update_invoice(draft["id"], {"transfer_data": {"destination": terms.account},
+                                                    "application_fee_amount": fee}, key)
+        return
+    try:
+        stripe_gateway.update_invoice(draft["id"], {"transfer_data": ""}, key)
+    except StripeFailure as refused:
+        log.warning("draft invoice %s keeps its destination (%s): its application fee was set before the "
+                    "vendor was suspended", draft["id"], refused.code)
 
 
 def handle_subscription_changed(stripe_subscription: dict) -> Subscription | None:
@@ -385,8 +456,9 @@ def handle_subscription_changed(stripe_subscription: dict) -> Subscription | Non
     local_id = _local_of(subscription_id, metadata) if subscription_id else None
     if local_id is None:
         return None
+    read_at = utcnow()
     current = stripe_gateway.retrieve_subscription(subscription_id, expand=["latest_invoice"])
-    applied = _apply(current, local_id)
+    applied = _apply(current, read_at, local_id)
     if current["status"] == "canceled":
         _collect_the_others(current)
     return applied
@@ -417,17 +489,17 @@ def follow_vendor(vendor_id: str) -> int:
     """While a vendor is suspended its subscriptions charge the platform alone (no
     `transfer_data`, no application fee): each renewal's share is held for the vendor, as a
     separate charge's is, and paid out when it is reinstated, when they go back to destination
-    charges with the fee of their policy. Returns how many subscriptions were changed."""
+    charges with the fee of their policy. Their renewals' drafts are changed too (Stripe made
+    them with the terms of then). Returns how many subscriptions were changed."""
     vendor = db.session.get(Vendor, vendor_id)
-    suspended, account = vendor.suspended, vendor.stripe_account_id
-    rows = db.session.execute(select(Subscription.stripe_subscription_id, Subscription.fee_percent_bps).where(
+    rows = db.session.execute(select(Subscription.stripe_subscription_id, Subscription.fee_percent_bps,
+                                     Subscription.fee_fixed).where(
         Subscription.vendor_id == vendor_id, Subscription.status.in_(LIVE),
         Subscription.stripe_subscription_id.is_not(None))).all()
+    followed = [(stripe_id, _terms(vendor, bps, fixed)) for stripe_id, bps, fixed in rows]
     db.session.rollback()
-    for stripe_id, bps in rows:
-        terms = ({"transfer_data": "", "application_fee_percent": ""} if suspended else
-                 {"transfer_data": {"destination": account}, "application_fee_percent": bps / 100})
-        _apply(stripe_gateway.update_subscription(stripe_id, terms))
+    for stripe_id, terms in followed:
+        _follow(stripe_id, terms)
     return len(rows)
 
 
@@ -456,9 +528,10 @@ def sweep(limit: int = 200) -> int:
         local = db.session.get(Subscription, local_id)
         params, stale = stripe_requests.frozen(subscription_key(local)), local.created_at < now - wallets.KEY_LIFETIME
         db.session.rollback()
+        read_at = utcnow()
         made = _find_made(params["customer"], local_id) if params else None
         if made is not None:
-            _apply(made, local_id)
+            _apply(made, read_at, local_id)
             invoice = made.get("latest_invoice")
             if isinstance(invoice, dict) and invoice.get("status") == "paid":
                 book_invoice(invoice["id"])
@@ -483,16 +556,18 @@ def cancel(user: User, subscription_id: str, at_period_end: bool) -> Subscriptio
                        headers={"Retry-After": "2"})
     stripe_id = local.stripe_subscription_id
     db.session.rollback()
+    read_at = utcnow()
     try:
         if at_period_end:
             changed = stripe_gateway.update_subscription(stripe_id, {"cancel_at_period_end": True})
         else:
             changed = stripe_gateway.cancel_subscription(stripe_id)
     except StripeFailure:  # refused: ended at Stripe already (its event not in yet)? Go by Stripe
+        read_at = utcnow()
         changed = stripe_gateway.retrieve_subscription(stripe_id, expand=["latest_invoice"])
         if changed["status"] not in ("canceled", "incomplete_expired"):
             raise
-    _apply(changed)
+    _apply(changed, read_at)
     if changed["status"] == "canceled":
         _collect_the_others(changed)
     audit.record("subscription.canceled" if not at_period_end else "subscription.cancel_scheduled",

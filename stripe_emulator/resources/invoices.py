@@ -9,7 +9,10 @@ InvoicePayment objects (`invoice.payments`, included only when expanded, and
 `GET /v1/invoice_payments?invoice=`; no `invoice.payment_intent` or `invoice.charge`), and the
 PaymentIntent's client secret is `confirmation_secret` (included only when expanded).
 
-A subscription's first invoice (`subscription_create`) is finalized at once; a renewal's
+An invoice is made with its subscription's `transfer_data` and `application_fee_percent` as
+they stand then: changing the subscription later leaves it as it is, but a draft's own
+`transfer_data` and `application_fee_amount` can be set (the current API shows neither on the
+object). A subscription's first invoice (`subscription_create`) is finalized at once; a renewal's
 (`subscription_cycle`) is a draft for an hour (`automatically_finalizes_at`), then finalized
 and paid off-session. Finalizing makes the PaymentIntent (`description` "Subscription
 creation" or "Subscription update", `setup_future_usage=off_session`) and an open
@@ -41,7 +44,8 @@ from .charges import ensure_settled
 from .common import apply_metadata, list_response, show
 from .payment_intents import CONFIRMABLE, attempt, needs_authentication, open_intent
 from .payment_methods import resolve
-from .products import unsupported
+from .accounts import require_transfers
+from .products import supported, unsupported
 
 DAY = 86400
 DRAFT_SECONDS = 3600  # a renewal invoice is a draft this long before it is finalized
@@ -172,8 +176,10 @@ def create_invoice(emu, sub, reason, period_start, period_end, announce=True):
         "subtotal": 0, "subtotal_excluding_tax": 0, "test_clock": None, "total": 0,
         "total_discount_amounts": [], "total_excluding_tax": 0,
         "total_pretax_credit_amounts": [], "total_taxes": [], "webhooks_delivered_at": now,
-        "_subscription": sub["id"], "_lines": [], "_payments": [], "_pi": None,
-        "_fee": None, "_retries": 0,
+        "_subscription": sub["id"], "_lines": [], "_payments": [], "_pi": None, "_retries": 0,
+        # The application fee and transfer_data set on the invoice (the current API shows
+        # neither on the object, though invoices take both while drafts).
+        "_fee": None, "_transfer_data": None, "_fee_percent": sub.get("application_fee_percent"),
     }
     emu.store.add("invoice", account, inv)
     for item_id in sub["_items"]:
@@ -181,6 +187,11 @@ def create_invoice(emu, sub, reason, period_start, period_end, announce=True):
     total = sum(emu.store.find(li)["amount"] for li in inv["_lines"])
     inv.update(amount_due=total, amount_remaining=total, subtotal=total,
                subtotal_excluding_tax=total, total=total, total_excluding_tax=total)
+    if sub.get("transfer_data"):  # the subscription's terms now (a later change leaves them)
+        td = sub["transfer_data"]
+        inv["_transfer_data"] = {"amount": None if td.get("amount_percent") is None
+                                else percent_of(total, td["amount_percent"]),
+                                "destination": td["destination"]}
     if reason != "subscription_create":
         inv["automatically_finalizes_at"] = inv["next_payment_attempt"] = now + DRAFT_SECONDS
     if announce:
@@ -189,16 +200,20 @@ def create_invoice(emu, sub, reason, period_start, period_end, announce=True):
 
 
 def _terms(emu, sub, inv):
-    """(amount, currency, application fee, transfer_data) of the invoice's PaymentIntent."""
-    total = inv["amount_due"]
-    fee = inv["_fee"]
-    if fee is None and sub.get("application_fee_percent") is not None:
-        fee = percent_of(total, sub["application_fee_percent"])
+    """(amount, currency, application fee, transfer_data) of the invoice's PaymentIntent: the
+    invoice's own `transfer_data` (the subscription's when the invoice was made, or as set on
+    the draft since) and `application_fee_amount`, else the subscription's percent."""
+    total, td = inv["amount_due"], inv["_transfer_data"]
+    if td is None and inv["_account"] == emu.platform_id:  # the platform's own charge: no fee
+        return total, inv["currency"], None, None
+    fee = inv["_fee"]  # a direct charge's (on a connected account), or a destination charge's
+    if fee is None and inv["_fee_percent"] is not None:  # the subscription's when it was made
+        fee = percent_of(total, inv["_fee_percent"])
     transfer_data = None
-    if sub.get("transfer_data"):
-        transfer_data = {"destination": sub["transfer_data"]["destination"]}
-        if sub["transfer_data"].get("amount_percent") is not None:
-            transfer_data["amount"] = percent_of(total, sub["transfer_data"]["amount_percent"])
+    if td is not None:
+        transfer_data = {"destination": td["destination"]}
+        if td.get("amount") is not None:
+            transfer_data["amount"] = td["amount"]
     return total, inv["currency"], None if fee is None else min(fee, total), transfer_data
 
 
@@ -467,17 +482,18 @@ def list_invoice_lines(ctx):
 
 @route("POST", "/v1/invoices/<iid>")
 def update_invoice(ctx):
-    """POST /v1/invoices/{id}: metadata; while a draft, description and
-    application_fee_amount; auto_advance while draft or open."""
-    p = ctx.params.check("metadata", "description", "application_fee_amount", "auto_advance")
+    """POST /v1/invoices/{id}: metadata; while a draft, description, application_fee_amount
+    and transfer_data ("" unsets it; a fee cannot be unset, nor stay without transfer_data on
+    the platform); auto_advance while draft or open."""
+    p = ctx.params.check("metadata", "description", "application_fee_amount", "transfer_data", "auto_advance")
     emu = ctx.emu
     inv = _get(ctx)
     if inv["status"] in ("paid", "void", "uncollectible") and any(
-            p.has(k) for k in ("description", "application_fee_amount", "auto_advance")):
+            p.has(k) for k in ("description", "application_fee_amount", "transfer_data", "auto_advance")):
         raise StripeError("This invoice is %s and can no longer be changed, except for its "
                           "metadata." % inv["status"], code="invoice_not_editable")
     if inv["status"] != "draft":
-        for key in ("description", "application_fee_amount"):
+        for key in ("description", "application_fee_amount", "transfer_data"):
             if p.has(key):
                 raise StripeError("You can only change `%s` on a draft invoice; this invoice "
                                   "is %s." % (key, inv["status"]), code="invoice_not_editable",
@@ -489,18 +505,19 @@ def update_invoice(ctx):
     if p.has("description") and (p.str("description") or None) != inv["description"]:
         previous["description"] = inv["description"]
         inv["description"] = p.str("description") or None
+    transfer_data = _invoice_transfer_data(ctx, p, inv) if p.has("transfer_data") else inv["_transfer_data"]
+    fee = inv["_fee"]
     if p.has("application_fee_amount"):
-        fee = p.int("application_fee_amount", minimum=0)
-        sub = emu.store.find(inv["_subscription"])
-        if ctx.is_platform and not sub.get("transfer_data"):
-            raise invalid("Can only apply an application_fee_amount when the invoice is "
-                          "attempting a direct payment (using an OAuth key or Stripe-Account "
-                          "header) or destination payment (using `transfer_data[destination]`).",
-                          "application_fee_amount")
+        fee = p.int("application_fee_amount", required=True, minimum=0)  # it cannot be unset
         if fee > inv["amount_due"]:
             raise invalid("The application fee amount cannot exceed the amount due.",
                           "application_fee_amount")
-        inv["_fee"] = fee
+    if fee is not None and ctx.is_platform and not transfer_data:
+        raise invalid("Can only apply an application_fee_amount when the invoice is "
+                      "attempting a direct payment (using an OAuth key or Stripe-Account "
+                      "header) or destination payment (using `transfer_data[destination]`).",
+                      "application_fee_amount")
+    inv["_transfer_data"], inv["_fee"] = transfer_data, fee  # not on the object: no `previous`
     if p.has("auto_advance") and p.bool("auto_advance") != inv["auto_advance"]:
         previous["auto_advance"] = inv["auto_advance"]
         inv["auto_advance"] = p.bool("auto_advance")
@@ -514,6 +531,21 @@ def update_invoice(ctx):
     if previous:
         emu.emit("invoice.updated", inv, account=ctx.account, previous=previous)
     return show(ctx, inv)
+
+
+def _invoice_transfer_data(ctx, p, inv):
+    """A draft's `transfer_data` ({destination, amount}); "" unsets it (None)."""
+    if p.raw("transfer_data") == "":
+        return None
+    td = supported(p.sub("transfer_data"), "transfer_data", "destination", "amount")
+    dest = td.str("destination", required=True)
+    if not ctx.is_platform:
+        raise invalid("transfer_data cannot be used on a connected account.", "transfer_data")
+    require_transfers(ctx.emu, dest, "transfer_data[destination]")
+    amount = td.int("amount", minimum=0) if td.has("amount") else None
+    if amount is not None and amount > inv["amount_due"]:
+        raise invalid("The transfer amount cannot exceed the amount due.", "transfer_data[amount]")
+    return {"amount": amount, "destination": dest}
 
 
 @route("POST", "/v1/invoices/<iid>/pay")

@@ -257,6 +257,43 @@ def test_a_renewal_is_a_draft_for_an_hour(client, vendor, control):
         "application_fee_amount": 10})).code == "invoice_not_editable"
 
 
+def test_a_draft_keeps_the_terms_it_was_made_with_and_takes_new_ones_while_a_draft(client, vendor, control):
+    """Stripe makes a renewal's draft with the subscription's transfer_data: changing the
+    subscription afterwards leaves the draft as it was; the draft's own transfer_data can be
+    changed or unset ("") until it is finalized. An application fee cannot be unset, nor stay
+    on a platform invoice with no destination."""
+    sub = _subscribe(client, vendor, _price(client), _customer(client))
+    _to(control, _period_end(client, sub.id))
+    first_draft = client.v1.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]}).latest_invoice
+    client.v1.subscriptions.update(sub.id, params={"transfer_data": "", "application_fee_percent": ""})
+    control.advance(HOUR)
+    kept = _intent(client, first_draft.id)
+    assert kept.transfer_data.destination == vendor and kept.application_fee_amount == 200
+    client.v1.subscriptions.update(sub.id, params={"transfer_data": {"destination": vendor},
+                                                   "application_fee_percent": 10})
+    _to(control, _period_end(client, sub.id))
+    draft = client.v1.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]}).latest_invoice
+    client.v1.invoices.update(draft.id, params={"transfer_data": ""})
+    assert _error(lambda: client.v1.invoices.update(draft.id, params={
+        "application_fee_amount": 100})).param == "application_fee_amount"  # no destination
+    assert _error(lambda: client.v1.invoices.update(draft.id, params={
+        "application_fee_amount": ""})).param == "application_fee_amount"
+    control.advance(HOUR)
+    own = _intent(client, draft.id)
+    assert own.transfer_data is None and own.application_fee_amount is None and own.amount == 2000
+    _to(control, _period_end(client, sub.id))
+    third = client.v1.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]}).latest_invoice
+    client.v1.invoices.update(third.id, params={"application_fee_amount": 250})
+    assert _error(lambda: client.v1.invoices.update(third.id, params={
+        "transfer_data": ""})).param == "application_fee_amount"
+    client.v1.invoices.update(third.id, params={"transfer_data": {"destination": vendor},
+                                                "application_fee_amount": 300})
+    control.advance(HOUR)
+    assert _intent(client, third.id).application_fee_amount == 300
+    assert _error(lambda: client.v1.invoices.update(third.id, params={
+        "transfer_data": ""})).code == "invoice_not_editable"
+
+
 # declines and retries ------------------------------------------------------------------
 
 def test_a_declined_renewal_is_past_due_then_a_retry_with_a_working_card_pays_it(

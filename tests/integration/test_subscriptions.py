@@ -5,10 +5,14 @@ import random
 import pytest
 from sqlalchemy import func, select
 
+from marketplace.database import utcnow
 from marketplace.extensions import db
 from marketplace.ledger.models import JournalEntry
+from marketplace.movements.models import Movement
 from marketplace.orders.models import Order
+from marketplace.payments.models import Payment
 from marketplace.subscriptions.models import Subscription
+from tests.integration.test_money_faults import _ledger_equals_stripe, _sweep_until_done
 from tests.integration.test_wallets import _save
 from tests.payments_helpers import assert_balances_match, emu, onboarded_vendor, settle, stripe_balance
 from tests.reconciliation_helpers import emulator_now, reconcile
@@ -264,17 +268,93 @@ def test_concurrent_subscribes_to_one_product_make_one_subscription(app, client,
     assert db.session.scalar(select(func.count()).select_from(Subscription)) == 1
 
 
-def test_a_fixed_fee_is_added_to_each_renewal(client, auth, shopper, emulator):
+def _fixed_fee_subscription(client, auth, shopper, emulator):
     vendor, product = _recurring_product(client, auth, emulator, price=2000, fee_percent_bps=1000, fee_fixed=50)
     subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
     assert subscription["fee_policy"] == {"percent_bps": 1000, "fixed": 50}
+    return vendor, subscription
+
+
+def _fee_collections():
+    db.session.rollback()
+    return db.session.scalars(select(Movement).where(Movement.kind == "fee_collection")).all()
+
+
+def _statement_figures(client, headers) -> dict:
+    """The vendor's statements summed over every month."""
+    totals: dict[str, int] = {}
+    for month in client.get("/api/vendors/me/statements", headers=headers).get_json()["data"]:
+        statement = client.get(f"/api/vendors/me/statements/{month['month']}", headers=headers).get_json()
+        for row in statement["balances"]:
+            assert row["opening"] + row["sales"] - row["platform_fees"] - row["refunds"] - row["disputes"] \
+                - row["payouts"] == row["closing"]
+            for name in ("sales", "platform_fees", "refunds"):
+                totals[name] = totals.get(name, 0) + row[name]
+        totals["fee_lines"] = totals.get("fee_lines", 0) + sum(
+            line["amount"] for line in statement["lines"] if line["kind"] == "platform_fee")
+    return totals
+
+
+def test_a_fixed_fee_is_taken_on_every_invoice_the_first_by_a_fee_collection(client, auth, shopper, admin,
+                                                                             emulator):
+    """The first invoice is finalized at once with the percent alone as its application fee:
+    the fixed part is taken back from Stripe's transfer (one reversal, booked as fee revenue);
+    each renewal's draft gets the whole fee as its application fee."""
+    vendor, subscription = _fixed_fee_subscription(client, auth, shopper, emulator)
     settle(client, emulator)
     _renew(client, emulator, seconds=31 * 86400 + 60)  # the renewal's draft, told by invoice.created
     _renew(client, emulator, seconds=2 * 3600)  # finalized and paid
     first, renewal = _invoice_orders(subscription["id"])
-    assert (first.splits[0].platform_fee, renewal.splits[0].platform_fee) == (200, 250)
-    assert stripe_balance(emulator, vendor.stripe_account_id) == 1800 + 1750
-    assert_balances_match_platform_only(emulator)
+    assert (first.splits[0].platform_fee, renewal.splits[0].platform_fee) == (250, 250)
+    assert [db.session.scalar(select(Payment.application_fee_amount).where(Payment.order_id == o.id))
+            for o in (first, renewal)] == [200, 250]  # what Stripe's application fee took
+    [collection] = _fee_collections()
+    assert (collection.status, collection.amount, collection.order_id) == ("succeeded", 50, first.id)
+    transfer = emu(emulator, "GET", f"/v1/transfers/{first.splits[0].stripe_transfer_id}")
+    assert [(r["amount"], r["metadata"]["movement_id"]) for r in transfer["reversals"]["data"]] == [
+        (50, collection.id)]
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 1750 + 1750
+    _ledger_equals_stripe(emulator, [vendor])
+    revenue = client.get("/api/admin/reports/revenue", headers=admin).get_json()["data"]
+    assert [(r["gross_volume"], r["platform_fees"]) for r in revenue] == [(4000, 500)]
+    figures = _statement_figures(client, _vendor_headers(auth, vendor))
+    assert (figures["sales"], figures["platform_fees"], figures["refunds"]) == (4000, 500, 0)
+    assert figures["fee_lines"] == -500  # the two fees, the first one's fixed part a line of its own
+    now = emulator_now(emulator)
+    for start in range(now - 2 * MONTH, now + 3600, 30 * 86400):
+        run = reconcile(client, admin, start, min(start + 30 * 86400, now + 3600))
+        assert {k: v for k, v in run["counts"].items() if k != "matched"} == {
+            "missing_in_ledger": 0, "missing_in_stripe": 0, "amount_mismatch": 0}, run["discrepancies"]
+
+
+def test_a_fee_collection_whose_answer_is_lost_is_found_not_made_twice(client, auth, shopper, admin, emulator):
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/transfers/", mode="lost", count=1, method="POST")
+    vendor, subscription = _fixed_fee_subscription(client, auth, shopper, emulator)
+    settle(client, emulator)
+    [collection] = _fee_collections()
+    if collection.status != "succeeded":  # its answer was lost: looked for at Stripe, then recorded
+        _sweep_until_done()
+        [collection] = _fee_collections()
+    assert collection.status == "succeeded" and collection.attempts >= 2
+    [first] = _invoice_orders(subscription["id"])
+    transfer = emu(emulator, "GET", f"/v1/transfers/{first.splits[0].stripe_transfer_id}")
+    assert [r["amount"] for r in transfer["reversals"]["data"]] == [50]
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 1750
+    assert_balances_match(emulator, first.id)
+
+
+def test_a_refunded_first_invoice_takes_back_what_the_vendor_kept_after_its_fee(client, auth, shopper, admin,
+                                                                              emulator):
+    vendor, subscription = _fixed_fee_subscription(client, auth, shopper, emulator)
+    settle(client, emulator)
+    [first] = _invoice_orders(subscription["id"])
+    refund = client.post(f"/api/orders/{first.id}/refunds", json={"reason": "requested_by_customer"}, headers=admin)
+    assert refund.status_code == 201, refund.get_json()
+    settle(client, emulator)
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 0
+    assert_balances_match(emulator, first.id)
+    figures = _statement_figures(client, _vendor_headers(auth, vendor))
+    assert (figures["sales"], figures["platform_fees"], figures["refunds"]) == (2000, 250, 1750)
 
 
 def test_invoices_are_paid_out_with_the_vendors_other_sales(client, auth, shopper, admin, emulator, monkeypatch):
@@ -574,10 +654,81 @@ def test_a_stripe_subscription_naming_a_local_one_linked_to_another_is_not_appli
     linked = db.session.get(Subscription, subscription["id"]).stripe_subscription_id
     stray = {"id": "sub_stray", "status": "canceled", "metadata": {"subscription_id": subscription["id"]},
              "items": {"data": []}, "cancel_at_period_end": False, "canceled_at": None, "latest_invoice": None}
-    assert service._apply(stray) is None
+    assert service._apply(stray, utcnow()) is None
     db.session.rollback()
     local = db.session.get(Subscription, subscription["id"])
     assert (local.stripe_subscription_id, local.status) == (linked, "active")
+
+
+def test_a_read_of_stripe_sent_before_another_never_overwrites_what_the_later_one_showed(
+        client, auth, shopper, emulator, monkeypatch):
+    """Two events of one subscription handled at once: the first one's read of Stripe comes
+    back last, with the state before the change the second one saw."""
+    from marketplace import stripe_gateway
+    from marketplace.subscriptions import service
+
+    _, product = _recurring_product(client, auth, emulator)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    db.session.rollback()
+    stripe_id = db.session.get(Subscription, subscription["id"]).stripe_subscription_id
+    retrieve, first = stripe_gateway.retrieve_subscription, []
+
+    def slow_first(*args, **kwargs):
+        read = retrieve(*args, **kwargs)
+        if not first:  # meanwhile the shopper's cancellation is scheduled, and its event handled
+            first.append(read)
+            emu(emulator, "POST", f"/v1/subscriptions/{stripe_id}", cancel_at_period_end="true")
+            service.handle_subscription_changed({"id": stripe_id, "object": "subscription"})
+        return read
+
+    monkeypatch.setattr(stripe_gateway, "retrieve_subscription", slow_first)
+    service.handle_subscription_changed({"id": stripe_id, "object": "subscription"})
+    assert first and first[0]["cancel_at_period_end"] is False  # the late answer was the older state
+    db.session.rollback()
+    assert db.session.get(Subscription, subscription["id"]).cancel_at_period_end is True
+    shown = client.get(f"/api/subscriptions/{subscription['id']}", headers=shopper).get_json()
+    assert shown["cancel_at_period_end"] is True
+
+
+def test_a_vendor_suspended_during_a_renewals_draft_hour_is_not_paid_by_it(client, auth, shopper, admin, emulator):
+    """Stripe made the renewal's draft with the subscription's terms (a destination charge);
+    the vendor is suspended before it is finalized: the draft is changed too, so its payment
+    is the platform's alone and the vendor's share is held."""
+    vendor, product = _recurring_product(client, auth, emulator, price=2000)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    _renew(client, emulator, seconds=31 * 86400 + 60)  # the renewal's draft
+    assert client.patch(f"/api/admin/vendors/{vendor.id}", json={"status": "suspended"},
+                        headers=admin).status_code == 200
+    _renew(client, emulator, seconds=2 * 3600)  # finalized and paid
+    first, renewal = _invoice_orders(subscription["id"])
+    assert (first.charge_type, renewal.charge_type) == ("destination", "separate_transfers")
+    assert renewal.status == "paid" and renewal.splits[0].platform_fee == 200
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 1800  # the first invoice's share alone
+    assert_balances_match_platform_only(emulator)
+
+
+def test_a_draft_made_after_a_suspension_before_the_subscription_followed_is_the_platforms(
+        client, auth, shopper, admin, emulator):
+    """The vendor is suspended but its subscriptions are not changed yet (the job following it
+    has not run): the renewal's draft, made as a destination charge, is changed when its
+    `invoice.created` is handled."""
+    vendor, product = _recurring_product(client, auth, emulator, price=2000)
+    subscription = _subscribe(client, shopper, product["id"], payment_method="pm_card_visa")
+    settle(client, emulator)
+    db.session.rollback()
+    suspended = db.session.get(type(vendor), vendor.id)
+    suspended.suspended, suspended.status = True, "suspended"  # as set_status does, before its job
+    db.session.commit()
+    stripe_id = db.session.get(Subscription, subscription["id"]).stripe_subscription_id
+    db.session.rollback()
+    assert emu(emulator, "GET", f"/v1/subscriptions/{stripe_id}")["transfer_data"]["destination"] == \
+        vendor.stripe_account_id
+    _renew(client, emulator, seconds=31 * 86400 + 60)
+    _renew(client, emulator, seconds=2 * 3600)
+    renewal = _invoice_orders(subscription["id"])[-1]
+    assert renewal.charge_type == "separate_transfers" and renewal.status == "paid"
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 1800
+    assert_balances_match_platform_only(emulator)
 
 
 def test_a_suspended_vendors_renewals_are_held_and_paid_when_it_is_reinstated(client, auth, shopper, admin, emulator):
