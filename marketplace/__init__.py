@@ -59,6 +59,10 @@ def register_extensions(app: Flask) -> None:
 
     app.session_interface = NoCookieSessions()  # bearer tokens only: no cookie session to sign or parse
     db.init_app(app)
+    with app.app_context():
+        from marketplace.database import ping_when_idle
+
+        ping_when_idle(db.engine)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     api.init_app(app)
     register_rate_limits(app)
