@@ -36,7 +36,7 @@ from marketplace import audit, outbox, stripe_gateway, tasks
 from marketplace.database import new_id, utcnow
 from marketplace.errors import AppError, Conflict, NotFound, ServiceUnavailable
 from marketplace.extensions import db
-from marketplace.movements.models import LIVE, OPEN, Movement
+from marketplace.movements.models import LIVE, OPEN, REVERSAL_KINDS, Movement
 from marketplace.pagination import paginate
 
 log = logging.getLogger(__name__)
@@ -396,7 +396,7 @@ def handle_balance_available(balance: dict, account: str | None = None) -> int:
     if account is None:  # the platform's balance: transfers and retransfers draw on it
         waiting = waiting.where(Movement.kind.in_(("transfer", "retransfer", "refund")))
     else:  # a vendor's balance: reversals of its transfers and its payouts draw on it
-        waiting = waiting.where(or_(and_(Movement.kind == "transfer_reversal", Movement.destination == account),
+        waiting = waiting.where(or_(and_(Movement.kind.in_(REVERSAL_KINDS), Movement.destination == account),
                                     and_(Movement.kind == "payout", Movement.stripe_account == account)))
     ids = list(db.session.scalars(waiting))
     db.session.commit()

@@ -13,6 +13,8 @@ from marketplace.extensions import db
 # application fee did not (a subscription's first invoice, finalized before its fixed part
 # could be set).
 KINDS = ("transfer", "transfer_reversal", "retransfer", "fee_refund", "refund", "payout", "fee_collection")
+# The kinds that take money back from a vendor's balance (reversals of its transfers).
+REVERSAL_KINDS = ("transfer_reversal", "fee_collection")
 STATUSES = ("planned", "sent", "succeeded", "failed", "unknown", "needs_attention")
 # Work not finished: the sweeper drives these when they are due.
 OPEN = ("planned", "sent", "unknown")

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from marketplace import audit, stripe_gateway
 from marketplace.extensions import db
 from marketplace.movements import engine
-from marketplace.movements.models import Movement
+from marketplace.database import utcnow
+from marketplace.movements.models import OPEN, Movement
 from marketplace.payments import ledger_entries as entries
 from marketplace.payments import planner, refunds
 from marketplace.payments.locking import lock_order, payment_for_charge
@@ -113,9 +114,21 @@ def _adopt(payment_id: str, made: dict, by_stripe: dict | None) -> None:
 
 def _taken_by_stripe(refund: Refund, share, by_stripe: dict) -> None:
     """Stripe reversed the vendor's transfer itself: its reversal is the take-back (what the
-    vendor lost; the fee it returned is booked from its own balance transaction)."""
+    vendor lost; the fee it returned is booked from its own balance transaction). What it
+    left on the transfer, short of the refund, is fee the platform had collected beyond
+    Stripe's application fee (`fee_collection`): returned with the refund, as the API's
+    refunds return the fee. A collection not made yet is not wanted once the refund empties
+    the split (its fee goes back with it)."""
     reversal, lost = by_stripe["reversal"], by_stripe["lost"]
     share.platform_fee_refunded = max(0, share.amount - lost)
+    entries.record_platform_fee(share.split, max(0, share.amount - int(reversal["amount"])),
+                                key=f"platform-fee-refund-{share.id}", refund=True)
+    if share.split.refunded >= share.split.subtotal:
+        for collection in engine.live(split_id=share.split_id, kind="fee_collection"):
+            if collection.status in OPEN + ("needs_attention",):
+                collection.params = {**collection.params, "cancel": True}
+                if collection.status == "needs_attention":  # refused before: ended as not made
+                    collection.status, collection.next_attempt_at = "planned", utcnow()
     source = planner.holdings(share.split.id)[0].movement
     account = db.session.get(Vendor, share.vendor_id).stripe_account_id
     engine.plan("transfer_reversal", lost, refund.currency, destination=account, source_id=source.stripe_id,

@@ -46,7 +46,7 @@ from marketplace.errors import AppError, ServiceUnavailable
 from marketplace.extensions import db
 from marketplace.movements import engine
 from marketplace.movements.engine import Kind, register
-from marketplace.movements.models import OPEN, Movement
+from marketplace.movements.models import OPEN, REVERSAL_KINDS, Movement
 from marketplace.payouts import balances, ledger_entries
 from marketplace.payouts.locking import run_lock
 from marketplace.payouts.models import Payout, PayoutRun, PayoutRunShard
@@ -404,13 +404,14 @@ def _send(movement: Movement) -> None:
 
 def _in_flight() -> dict[tuple[str, str], int]:
     """What is committed to leave each vendor's balance but is not on the ledger yet: payouts
-    whose Stripe call is pending, and reversals planned (a refund's or a dispute's) not made."""
+    whose Stripe call is pending, and reversals planned (a refund's, a dispute's, a fee
+    collection's) not made."""
     out: dict[tuple[str, str], int] = {}
     payouts = select(Payout.vendor_id, Payout.currency, func.sum(Payout.amount)).where(
         Payout.dry_run.is_(False), Payout.status == "pending", Payout.stripe_payout_id.is_(None)
     ).group_by(Payout.vendor_id, Payout.currency)
     reversals = select(Movement.vendor_id, Movement.currency, func.sum(Movement.amount)).where(
-        Movement.kind == "transfer_reversal", Movement.status.in_(OPEN + ("needs_attention",))
+        Movement.kind.in_(REVERSAL_KINDS), Movement.status.in_(OPEN + ("needs_attention",))
     ).group_by(Movement.vendor_id, Movement.currency)
     for stmt in (payouts, reversals):
         for vendor_id, currency, total in db.session.execute(stmt):

@@ -433,7 +433,7 @@ def _set_draft_terms(draft: dict, terms: _Terms) -> None:
     cannot be unset: Stripe refuses to drop the destination of one made before the
     suspension, which then stays a destination charge (its share reaches the vendor's
     account, which no payout run pays out while it is suspended)."""
-    key = f"invoice-terms-{draft['id']}-{terms.standing}"
+    key = f"invoice-terms-{draft['id']}-{terms.standing}-{draft['total']}"
     if not terms.suspended:
         fee = money.platform_fee(draft["total"], terms.percent_bps, terms.fixed)
         stripe_gateway.update_invoice(draft["id"], {"transfer_data": {"destination": terms.account},

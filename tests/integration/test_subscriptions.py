@@ -1,8 +1,10 @@
 """Vendor subscriptions through the emulator: Stripe bills them, every paid invoice is an order
 booked as a destination charge, paid out and reconciled; renewals by advancing the clock."""
 import random
+from datetime import timedelta
 
 import pytest
+import requests
 from sqlalchemy import func, select
 
 from marketplace.database import utcnow
@@ -658,6 +660,74 @@ def test_a_stripe_subscription_naming_a_local_one_linked_to_another_is_not_appli
     db.session.rollback()
     local = db.session.get(Subscription, subscription["id"])
     assert (local.stripe_subscription_id, local.status) == (linked, "active")
+
+
+def test_a_payout_run_leaves_what_an_open_fee_collection_will_take(client, auth, shopper, admin, emulator,
+                                                                    monkeypatch):
+    from tests.payouts_helpers import follow_emulator_clock, payouts_of
+
+    follow_emulator_clock(monkeypatch, emulator)
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/transfers/", mode="error", count=50, method="POST")
+    vendor, subscription = _fixed_fee_subscription(client, auth, shopper, emulator)
+    settle(client, emulator)
+    [collection] = _fee_collections()
+    assert collection.status == "unknown"  # Stripe answers 5xx: not made yet
+    _renew(client, emulator, seconds=8 * 86400)  # the first invoice's funds are available
+    run = client.post("/api/admin/payout-runs", json={"currency": "usd"}, headers=admin)
+    assert run.status_code in (201, 202), run.get_json()
+    settle(client, emulator)
+    assert [p.amount for p in payouts_of(vendor)] == [1750]  # not 1800: 50 is the collection's
+    requests.delete(f"{emulator.url}/_emulator/faults", timeout=10)
+    _sweep_until_done()
+    [collection] = _fee_collections()
+    assert collection.status == "succeeded"
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 0  # never below
+    _ledger_equals_stripe(emulator, [vendor])
+
+
+@pytest.mark.parametrize("with_fee", [True, False])
+def test_a_dashboard_refund_after_the_fee_collection_returns_the_collected_fee(client, auth, shopper, admin,
+                                                                               emulator, with_fee):
+    vendor, subscription = _fixed_fee_subscription(client, auth, shopper, emulator)
+    settle(client, emulator)
+    [first] = _invoice_orders(subscription["id"])
+    charge = db.session.scalar(select(Payment.stripe_charge_id).where(Payment.order_id == first.id))
+    emu(emulator, "POST", "/v1/refunds", charge=charge, reverse_transfer="true",
+        **({"refund_application_fee": "true"} if with_fee else {}))  # made in the Dashboard
+    settle(client, emulator)
+    _ledger_equals_stripe(emulator, [vendor])
+    revenue = client.get("/api/admin/reports/revenue", headers=admin).get_json()["data"]
+    # The whole fee goes back with a full refund (Stripe's part only with refund_application_fee;
+    # without it the vendor bears Stripe's application fee, as Stripe has it).
+    assert [r["platform_fees"] for r in revenue] == [0 if with_fee else 200]
+    assert stripe_balance(emulator, vendor.stripe_account_id) == (0 if with_fee else -200)
+
+
+def test_a_dashboard_refund_before_the_fee_collection_ends_it_unmade(client, auth, shopper, admin, emulator):
+    emu(emulator, "POST", "/_emulator/faults", path_prefix="/v1/transfers/", mode="error", count=50, method="POST")
+    vendor, subscription = _fixed_fee_subscription(client, auth, shopper, emulator)
+    settle(client, emulator)
+    [first] = _invoice_orders(subscription["id"])
+    charge = db.session.scalar(select(Payment.stripe_charge_id).where(Payment.order_id == first.id))
+    requests.delete(f"{emulator.url}/_emulator/faults", timeout=10)
+    emu(emulator, "POST", "/v1/refunds", charge=charge, reverse_transfer="true", refund_application_fee="true")
+    settle(client, emulator)
+    db.session.rollback()
+    for movement in db.session.scalars(select(Movement).where(Movement.kind == "fee_collection")):
+        movement.next_attempt_at = utcnow() - timedelta(seconds=1)
+        movement.updated_at = utcnow() - timedelta(minutes=5)  # any earlier attempt has settled
+    db.session.commit()
+    from marketplace.movements import engine
+
+    engine.sweep()
+    [collection] = _fee_collections()
+    assert (collection.status, collection.last_error) == ("failed", "canceled before it was made")
+    transfer = emu(emulator, "GET", f"/v1/transfers/{first.splits[0].stripe_transfer_id}")
+    assert [r["metadata"].get("movement_id") for r in transfer["reversals"]["data"]] == [None]  # Stripe's own
+    assert stripe_balance(emulator, vendor.stripe_account_id) == 0
+    _ledger_equals_stripe(emulator, [vendor])
+    revenue = client.get("/api/admin/reports/revenue", headers=admin).get_json()["data"]
+    assert [r["platform_fees"] for r in revenue] == [0]
 
 
 def test_a_read_of_stripe_sent_before_another_never_overwrites_what_the_later_one_showed(
