@@ -26,6 +26,24 @@ def test_processing_fee_rounds_half_up():
     assert processing_fee(1000, "jpy") == 29
 
 
+def test_a_held_clock_moves_only_when_advanced(monkeypatch):
+    """Billing steps run with the clock held: a step taking real time past a second boundary
+    still happens at its due time (an invoice made at a period's end is dated at it)."""
+    from stripe_emulator import clock as clock_module
+
+    wall = [1_800_000_000.9]
+    monkeypatch.setattr(clock_module.time, "time", lambda: wall[0])
+    clock = clock_module.Clock()
+    with clock.held():
+        start = clock.now()
+        wall[0] += 5  # the steps take real time
+        assert clock.now() == start
+        assert clock.advance(3600) == start + 3600
+        wall[0] += 1
+        assert clock.now() == start + 3600
+    assert clock.now() == int(wall[0]) + 3600  # real time counts again
+
+
 def test_start_server_object():
     srv = start_server(port=0)
     try:
