@@ -157,7 +157,10 @@ def _after_rollback(session: Session, previous_transaction) -> None:
 
 
 def relay_if_committed() -> int:
-    """Hand off the outbox rows the session committed since the last call; returns how many."""
+    """Hand off the outbox rows the session committed since the last call; returns how many.
+    A request that never opened a session (a webhook's acknowledgement) does not get one here."""
+    if not db.session.registry.has():
+        return 0
     committed = db.session.info.pop(_COMMITTED, None)
     if not committed:
         return 0

@@ -1,6 +1,7 @@
 """Receive, store once, process by job, retry, replay: the life of a Stripe event here."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from datetime import datetime, timedelta, timezone
@@ -112,10 +113,7 @@ def store(event: dict, raw_body: str, source: str) -> bool:
     dialect = db.engine.dialect.name
     if dialect == "postgresql" and not queue.is_inline():
         statement, params = outbox.add_statement(tasks.PROCESS_EVENT, values["id"], when=_INSERT_EVENT_SQL)
-        # One statement is its own transaction: autocommit spares the BEGIN and COMMIT round
-        # trips, and no ORM session is needed for it.
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            return connection.execute(statement, {**params, **values}).first() is not None
+        return _acknowledge(_driver_sql(statement.text), {**params, **values})
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     statement = (insert(WebhookEvent.__table__).values(values)
                  .on_conflict_do_nothing(index_elements=["stripe_event_id"]).returning(WebhookEvent.id))
@@ -124,6 +122,35 @@ def store(event: dict, raw_body: str, source: str) -> bool:
         outbox.add(tasks.PROCESS_EVENT, values["id"])
     db.session.commit()
     return stored
+
+
+def _acknowledge(sql: str, params: dict) -> bool:
+    """Run the acknowledgement's one statement on a pooled connection's psycopg connection,
+    in autocommit (one statement is its own transaction: no BEGIN or COMMIT round trip),
+    with no engine execution around it (on this hot path SQLAlchemy's own work per
+    statement cost more than the database's). True when the event was new."""
+    import psycopg
+
+    pooled = db.engine.raw_connection()  # checked out as any other: pinged when it was idle
+    try:
+        connection = pooled.driver_connection
+        connection.autocommit = True
+        try:
+            return connection.execute(sql, params).fetchone() is not None
+        finally:
+            if not connection.closed:
+                connection.autocommit = False
+    except psycopg.OperationalError:
+        pooled.invalidate()  # the link is gone: not handed out again
+        raise
+    finally:
+        pooled.close()
+
+
+@functools.cache
+def _driver_sql(text_sql: str) -> str:
+    """`:name` parameters as psycopg's `%(name)s` (the text statement's, built once)."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", text_sql.replace("%", "%%"))
 
 
 # The acknowledgement's one statement (with the outbox's part): text SQL, compiled once.
