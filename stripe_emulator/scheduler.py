@@ -51,11 +51,16 @@ class Scheduler:
         return True
 
     def flush(self, prefix=None):
-        """Run every waiting task (of one kind) now; returns how many ran."""
+        """Run every waiting task (of one kind) now, and those they start (a settlement's
+        dispute), until none waits; returns how many ran."""
         ran = 0
         with self._lock:
-            for key in self.pending(prefix):
-                ran += self.run(key)
+            for _ in range(100):
+                keys = self.pending(prefix)
+                if not keys:
+                    break
+                for key in keys:
+                    ran += self.run(key)
         return ran
 
     def clear(self):

@@ -44,6 +44,25 @@ def test_a_held_clock_moves_only_when_advanced(monkeypatch):
     assert clock.now() == int(wall[0]) + 3600  # real time counts again
 
 
+def test_settling_runs_what_the_settled_steps_start_too():
+    """A charge with a dispute test card settles, and its dispute opens, in one settle, even
+    with no background thread to run what the settlement started (a loaded machine's case)."""
+    import stripe
+
+    server = start_server(deliver_in_background=False)
+    try:
+        client = stripe.StripeClient("sk_test_emulator", base_addresses={"api": server.url})
+        intent = client.v1.payment_intents.create(params={
+            "amount": 2000, "currency": "usd", "payment_method": "pm_card_createDispute", "confirm": True,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"}})
+        assert intent.status == "succeeded"
+        assert requests.post(f"{server.url}/_emulator/settle", timeout=10).json()["ran"] >= 2
+        disputes = client.v1.disputes.list().data
+        assert [d.charge for d in disputes] == [intent.latest_charge]
+    finally:
+        server.stop()
+
+
 def test_start_server_object():
     srv = start_server(port=0)
     try:

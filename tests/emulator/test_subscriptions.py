@@ -338,9 +338,18 @@ def test_a_declined_renewal_is_past_due_then_a_retry_with_a_working_card_pays_it
     assert pi.latest_charge.transfer  # settled on the way: a destination charge as any
     # The retry's events, in order; the charge's settlement (transfer, application fee,
     # charge.updated) comes after its success, at a moment that depends on the machine's load.
-    types = event_types(client)
-    since = types[len(types) - types[::-1].index("customer.updated"):]  # after the card was fixed
+    # The first invoice's own settlement may also come this late: only this charge's counts.
+    events = list(reversed(list(client.v1.events.list(params={"limit": 100}).auto_paging_iter())))
+    events = events[len(events) - [e.type for e in events][::-1].index("customer.updated"):]  # card fixed
     settlement = ("transfer.created", "application_fee.created", "charge.updated")
+    charge = pi.latest_charge.id
+
+    def of_this_charge(e):
+        obj = e.data.object.to_dict()
+        return charge in (obj.get("id"), obj.get("source_transaction"), obj.get("originating_transaction"),
+                          obj.get("charge"))
+
+    since = [e.type for e in events if e.type not in settlement or of_this_charge(e)]
     assert [t for t in since if t not in settlement] == [
         "charge.succeeded", "payment_intent.succeeded", "invoice_payment.paid", "invoice.paid",
         "invoice.payment_succeeded", "customer.subscription.updated"], since
@@ -393,8 +402,10 @@ def test_after_the_last_retry_the_subscription_is_canceled(client, vendor, contr
     assert (sub.latest_invoice.status, sub.latest_invoice.attempt_count,
             sub.latest_invoice.next_payment_attempt) == ("open", 4, None)
     assert event_types(client).count("invoice.payment_failed") == 4
-    assert event_types(client)[-2:] == ["invoice.payment_failed",
-                                        "customer.subscription.deleted"]
+    # (the first invoice's charge settles a moment after it was paid: under load, this late)
+    settlement = ("transfer.created", "application_fee.created", "charge.updated", "balance.available")
+    assert [t for t in event_types(client) if t not in settlement][-2:] == [
+        "invoice.payment_failed", "customer.subscription.deleted"]
     _to(control, end + 40 * DAY)  # no more invoices for a canceled subscription
     assert len(_invoices(client, sub.id)) == 2
 
