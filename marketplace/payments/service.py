@@ -50,6 +50,7 @@ from marketplace.vendors.models import Vendor
 from marketplace.wallets import service as wallets
 from marketplace.wallets.models import Customer
 from marketplace.wallets.service import customer_of
+from marketplace.webhooks import later
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,14 @@ def _result(payment: Payment, next_action) -> dict:
     }
 
 
+# A payment_intent.succeeded received while its payment is not succeeded here is looked at
+# again this much later: the confirmation's answer, recorded meanwhile, spares the read.
+CONFIRMATION_ANSWER_WAIT = timedelta(seconds=2)
+# The states of a payment only our confirmation request moves on (not one waiting for the
+# shopper's 3-D Secure, whose success only the event brings).
+AWAITING_CONFIRMATION = ("requires_payment_method", "requires_confirmation")
+
+
 def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
     """`payment_intent.succeeded`: mark the payment and the order paid, book whatever of the
     charge exists yet and plan the vendors' transfers (once).
@@ -278,6 +287,9 @@ def handle_payment_intent_succeeded(payment_intent: dict) -> Payment | None:
         return checkout.handle_session_completed({"id": session_id})
     if payment is None or payment.status == "succeeded":  # not ours (no Stripe call for it), or applied
         return payment
+    if payment.status in AWAITING_CONFIRMATION and later.fresh():
+        # Stripe sent it while the confirmation was being answered: that answer books it.
+        raise later.Later(CONFIRMATION_ANSWER_WAIT, "the confirmation's answer may book it first")
     return book_payment_intent(payment_intent["id"])
 
 

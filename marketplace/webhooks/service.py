@@ -6,7 +6,7 @@ import logging
 import re
 from datetime import datetime, timedelta, timezone
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -17,7 +17,7 @@ from marketplace.errors import NotFound
 from marketplace.extensions import db
 from marketplace.pagination import paginate
 from marketplace.stripe_gateway import InvalidWebhook
-from marketplace.webhooks import handlers
+from marketplace.webhooks import handlers, later
 from marketplace.webhooks.models import WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def process_event(row_id: str) -> str:
         .where(WebhookEvent.id == row_id, WebhookEvent.status == "received",
                or_(WebhookEvent.locked_until.is_(None), WebhookEvent.locked_until < now))
         .values(attempts=WebhookEvent.attempts + 1, locked_until=now + LEASE)
-        .returning(WebhookEvent.raw_body)
+        .returning(WebhookEvent.raw_body, WebhookEvent.received_at, WebhookEvent.attempts)
         .execution_options(synchronize_session=False)
     ).first()
     db.session.commit()
@@ -205,14 +205,29 @@ def process_event(row_id: str) -> str:
         db.session.rollback()
         return status
     event = input_guard.loads(claimed.raw_body)  # bounded when received: cannot fail here
+    # Only its first look, by a worker, may be put off (later.py).
+    g.event_received_at = claimed.received_at if claimed.attempts == 1 and not queue.is_inline() else None
     try:
         handlers.dispatch(event)
     except handlers.Ignored as reason:
         return _finish(row_id, "ignored", reason=str(reason))
+    except later.Later as put_off:
+        return _put_off(row_id, put_off)
     except Exception as error:
         db.session.rollback()
         return _record_failure(row_id, error)
     return _finish(row_id, "processed")
+
+
+def _put_off(row_id: str, put_off: later.Later) -> str:
+    """Handled again `put_off.delay` from now; the attempt it took is given back."""
+    db.session.rollback()
+    row = db.session.get(WebhookEvent, row_id)
+    row.attempts, row.locked_until = row.attempts - 1, None
+    row.next_attempt_at = outbox.add_later(put_off.delay, tasks.PROCESS_EVENT, row.id).available_at
+    db.session.commit()
+    log.info("webhook event %s (%s) put off: %s", row.stripe_event_id, row.type, put_off)
+    return row.status
 
 
 def _finish(row_id: str, status: str, reason: str | None = None) -> str:
