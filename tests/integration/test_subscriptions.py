@@ -484,8 +484,6 @@ def test_a_retry_a_day_after_a_lost_answer_adopts_the_subscription_stripe_made(c
     monkeypatch.setattr(stripe_gateway, "create_subscription", real)
     emu(emulator, "POST", "/_emulator/clock/advance", seconds=25 * 3600)
     db.session.rollback()
-    from datetime import timedelta
-
     local = db.session.scalar(select(Subscription))
     local.created_at = local.created_at - timedelta(hours=25)  # a day ago, for the app too
     db.session.commit()
@@ -573,8 +571,6 @@ def test_a_past_due_subscription_canceled_now_is_not_charged_again(client, auth,
 
 def test_the_sweep_adopts_a_subscription_whose_answer_and_events_were_lost(client, auth, shopper, emulator,
                                                                          monkeypatch):
-    from datetime import timedelta
-
     from marketplace import stripe_gateway
     from marketplace.subscriptions import service
 
@@ -598,8 +594,6 @@ def test_the_sweep_adopts_a_subscription_whose_answer_and_events_were_lost(clien
 
 def test_the_sweep_ends_a_subscription_stripe_never_made_once_its_key_is_forgotten(client, auth, shopper, emulator,
                                                                                  monkeypatch):
-    from datetime import timedelta
-
     from marketplace import stripe_gateway
     from marketplace.errors import ServiceUnavailable
     from marketplace.subscriptions import service
