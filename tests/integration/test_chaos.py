@@ -290,6 +290,26 @@ def _explain(emulator, run) -> list:
     return out
 
 
+def _run_state(run_id: str) -> dict:
+    """Why a run is not done: its accounts, its jobs in the outbox, and what RQ holds."""
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+    from marketplace.reconciliation.models import ReconciliationAccount
+
+    db.session.rollback()
+    accounts = [(a.account, a.status, a.attempt, a.last_error) for a in db.session.scalars(
+        select(ReconciliationAccount).where(ReconciliationAccount.run_id == run_id))]
+    jobs = [(m.job, m.args, m.attempts, bool(m.dispatched_at), bool(m.done_at), m.last_error)
+            for m in db.session.scalars(select(OutboxMessage).where(OutboxMessage.done_at.is_(None)))]
+    rq = queue.get_queue()
+    failed = FailedJobRegistry(queue=rq)
+    return {"accounts": [a for a in accounts if a[1] != "completed"], "outbox_undone": jobs[:20],
+            "rq": {"queued": rq.count, "started": StartedJobRegistry(queue=rq).get_job_ids(),
+                   "scheduled": ScheduledJobRegistry(queue=rq).get_job_ids(),
+                   "failed": [(job_id, (rq.fetch_job(job_id).exc_info or "")[-300:]) for job_id in
+                              failed.get_job_ids()[-5:] if rq.fetch_job(job_id)]}}
+
+
 def _reconciles(client, admin, emulator, start: int) -> dict:
     from rq import SimpleWorker
 
@@ -299,7 +319,7 @@ def _reconciles(client, admin, emulator, start: int) -> dict:
     outbox.relay(limit=10_000)
     SimpleWorker([queue.get_queue()], connection=queue.get_redis()).work(burst=True)
     run = client.get(f"/api/admin/reconciliation-runs/{created.get_json()['id']}", headers=admin).get_json()
-    assert run["status"] == "completed", run
+    assert run["status"] == "completed", (run, _run_state(run["id"]))
     assert {k: v for k, v in run["counts"].items() if k != "matched"} == {
         "missing_in_ledger": 0, "missing_in_stripe": 0, "amount_mismatch": 0}, (SEED, _explain(emulator, run))
     return run
