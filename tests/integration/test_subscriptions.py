@@ -392,8 +392,9 @@ def test_a_declined_first_payment_is_402_and_leaves_the_shopper_free_to_subscrib
     assert_balances_match_platform_only(emulator)
 
 
-def _lose_the_answer(monkeypatch):
-    """Stripe makes the subscription (and charges its first invoice); the answer never comes."""
+def _subscribe_losing_the_answer(client, shopper, monkeypatch, product_id):
+    """Stripe makes the subscription (and charges its first invoice); its answer never comes,
+    so the shopper is told 503. Later calls reach Stripe as usual."""
     from marketplace import stripe_gateway
     from marketplace.errors import ServiceUnavailable
 
@@ -404,20 +405,17 @@ def _lose_the_answer(monkeypatch):
         raise ServiceUnavailable()
 
     monkeypatch.setattr(stripe_gateway, "create_subscription", lost)
-    return real
+    assert client.post("/api/subscriptions", json={"product_id": product_id, "payment_method": "pm_card_visa"},
+                       headers=shopper).status_code == 503
+    monkeypatch.setattr(stripe_gateway, "create_subscription", real)
 
 
 def test_an_invoice_paid_before_the_subscription_is_known_is_booked_by_its_metadata(client, auth, shopper, emulator,
                                                                                    monkeypatch):
-    from marketplace import stripe_gateway
     from tests.integration.test_checkout import _events
 
     _, product = _recurring_product(client, auth, emulator)
-    real = _lose_the_answer(monkeypatch)
-    first = client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
-                        headers=shopper)
-    assert first.status_code == 503
-    monkeypatch.setattr(stripe_gateway, "create_subscription", real)
+    _subscribe_losing_the_answer(client, shopper, monkeypatch, product["id"])
     emu(emulator, "POST", "/_emulator/settle")
     events = _events(emulator)
     paid = [e for e in events if e["type"] == "invoice.paid"]
@@ -475,13 +473,8 @@ def test_a_paid_first_invoice_the_worker_saw_first_is_booked_though_the_answer_c
 
 def test_a_retry_a_day_after_a_lost_answer_adopts_the_subscription_stripe_made(client, auth, shopper, emulator,
                                                                              monkeypatch):
-    from marketplace import stripe_gateway
-
     _, product = _recurring_product(client, auth, emulator)
-    real = _lose_the_answer(monkeypatch)
-    assert client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
-                       headers=shopper).status_code == 503
-    monkeypatch.setattr(stripe_gateway, "create_subscription", real)
+    _subscribe_losing_the_answer(client, shopper, monkeypatch, product["id"])
     emu(emulator, "POST", "/_emulator/clock/advance", seconds=25 * 3600)
     db.session.rollback()
     local = db.session.scalar(select(Subscription))
@@ -571,14 +564,10 @@ def test_a_past_due_subscription_canceled_now_is_not_charged_again(client, auth,
 
 def test_the_sweep_adopts_a_subscription_whose_answer_and_events_were_lost(client, auth, shopper, emulator,
                                                                          monkeypatch):
-    from marketplace import stripe_gateway
     from marketplace.subscriptions import service
 
     _, product = _recurring_product(client, auth, emulator)
-    real = _lose_the_answer(monkeypatch)
-    assert client.post("/api/subscriptions", json={"product_id": product["id"], "payment_method": "pm_card_visa"},
-                       headers=shopper).status_code == 503
-    monkeypatch.setattr(stripe_gateway, "create_subscription", real)
+    _subscribe_losing_the_answer(client, shopper, monkeypatch, product["id"])
     emu(emulator, "POST", "/_emulator/settle")  # its events are never delivered
     db.session.rollback()
     local = db.session.scalar(select(Subscription))
