@@ -417,6 +417,18 @@ def sweep(limit: int = 200) -> int:
     return len(due)
 
 
+def cancel(movement: Movement) -> None:
+    """Not wanted any more, in the caller's transaction: the next attempt only looks for it at
+    Stripe (recorded if an earlier attempt made it) and otherwise ends it failed. One that
+    needs attention (refused, say) is taken up again for that; an ended one is left as it is."""
+    if movement.status not in OPEN + ("needs_attention",):
+        return
+    movement.params = {**movement.params, "cancel": True}
+    if movement.status == "needs_attention":
+        movement.status = "unknown" if movement.first_sent_at else "planned"
+        movement.next_attempt_at = utcnow()
+
+
 def retry(movement_id: str) -> Movement:
     """An admin's new try of a movement that needs attention: due now, attempts counted anew."""
     movement = db.session.get(Movement, movement_id, with_for_update=ROW_LOCK)

@@ -16,8 +16,7 @@ from sqlalchemy import select
 from marketplace import audit, stripe_gateway
 from marketplace.extensions import db
 from marketplace.movements import engine
-from marketplace.database import utcnow
-from marketplace.movements.models import OPEN, Movement
+from marketplace.movements.models import Movement
 from marketplace.payments import ledger_entries as entries
 from marketplace.payments import planner, refunds
 from marketplace.payments.locking import lock_order, payment_for_charge
@@ -125,10 +124,7 @@ def _taken_by_stripe(refund: Refund, share, by_stripe: dict) -> None:
                                 key=f"platform-fee-refund-{share.id}", refund=True)
     if share.split.refunded >= share.split.subtotal:
         for collection in engine.live(split_id=share.split_id, kind="fee_collection"):
-            if collection.status in OPEN + ("needs_attention",):
-                collection.params = {**collection.params, "cancel": True}
-                if collection.status == "needs_attention":  # refused before: ended as not made
-                    collection.status, collection.next_attempt_at = "planned", utcnow()
+            engine.cancel(collection)
     source = planner.holdings(share.split.id)[0].movement
     account = db.session.get(Vendor, share.vendor_id).stripe_account_id
     engine.plan("transfer_reversal", lost, refund.currency, destination=account, source_id=source.stripe_id,

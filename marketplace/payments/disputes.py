@@ -150,7 +150,7 @@ def give_back(row: Dispute) -> int:
     """A dispute not lost: reversals not made are never made, what the made ones took goes back."""
     for movement in engine.live(dispute_id=row.id):
         if movement.kind == "transfer_reversal" and movement.status in OPEN:
-            movement.params = {**movement.params, "cancel": True}
+            engine.cancel(movement)
     planned = 0
     for recovery in row.recoveries:
         owed = planner.taken(recovery_id=recovery.id) - sum(

@@ -144,7 +144,7 @@ def _fail(refund: Refund, reason: str | None) -> None:
     order_status_from_splits(order)
     for movement in _movements(refund.id, OPEN):
         if movement.kind == "transfer_reversal":  # never made now: found if an attempt made it
-            movement.params = {**movement.params, "cancel": True}
+            engine.cancel(movement)
     if refund.stripe_refund_id:  # it was made: the vendors and the platform get back their part
         for share in refund.allocations:
             entries.record_platform_fee(share.split, share.platform_fee_refunded,
