@@ -71,8 +71,6 @@ def durable_app():
     run the app's own acknowledgement statement (event + outbox row + NOTIFY, autocommit) on
     one psycopg connection per worker, with nothing else: no extensions, no pool, no ORM.
     """
-    import re
-
     import psycopg
     import stripe
     from flask import Flask, request
@@ -80,9 +78,9 @@ def durable_app():
     from jobs.webhooks import process_event_job
     from marketplace.database import new_id, utcnow
     from marketplace.outbox import _statement_after, job_path
-    from marketplace.webhooks.service import _INSERT_EVENT_SQL, _timestamp
+    from marketplace.webhooks.service import _INSERT_EVENT_SQL, _driver_sql, _timestamp
 
-    sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", _statement_after(_INSERT_EVENT_SQL).text)
+    sql = _driver_sql(_statement_after(_INSERT_EVENT_SQL).text)  # the app's statement, as the app sends it
     job, local = job_path(process_event_job), threading.local()
     app = Flask("durable")
 
