@@ -1,4 +1,4 @@
-"""One payout run at a time: a PostgreSQL advisory lock (an in-process lock on SQLite).
+"""One payout run at a time: a PostgreSQL advisory lock (an in-process lock per database on SQLite).
 
 The lock is session-level on a connection of its own, held for the whole run, so it
 survives the run's many commits and is released by PostgreSQL if the process dies.
@@ -15,19 +15,29 @@ from sqlalchemy import text
 from marketplace.extensions import db
 
 LOCK_KEY = 0x70617930  # "pay0": the payout run lock's key
-_local_lock = threading.Lock()
+# On SQLite, one lock per database in this process (a run on another database, as the demo
+# and the tests make beside each other, is no run of this one's).
+_local_locks: dict[str, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+
+def _local_lock() -> threading.Lock:
+    url = db.engine.url.render_as_string(hide_password=True)
+    with _local_locks_guard:
+        return _local_locks.setdefault(url, threading.Lock())
 
 
 @contextmanager
 def run_lock() -> Iterator[bool]:
     """Yield True while holding the payout-run lock, False when another run holds it."""
     if db.engine.dialect.name != "postgresql":
-        acquired = _local_lock.acquire(blocking=False)
+        lock = _local_lock()
+        acquired = lock.acquire(blocking=False)
         try:
             yield acquired
         finally:
             if acquired:
-                _local_lock.release()
+                lock.release()
         return
     conn = db.engine.connect()
     try:
@@ -54,7 +64,7 @@ def is_busy() -> bool:
             " AND classid = 0 AND objid = :key AND objsubid = 1 AND database = ("
             "SELECT oid FROM pg_database WHERE datname = current_database()))"), {"key": LOCK_KEY}))
     else:
-        held = _local_lock.locked()
+        held = _local_lock().locked()
     busy = held or under_way() is not None
     db.session.rollback()
     return busy
